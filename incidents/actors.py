@@ -1,0 +1,33 @@
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.http import HttpRequest
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting, and from where: what every audit entry records."""
+
+    user: AbstractBaseUser | None
+    label: str
+    ip: str | None = None
+
+    @classmethod
+    def from_request(cls, request: HttpRequest) -> "Actor":
+        user = request.user if request.user.is_authenticated else None
+        label = user.get_username() if user else "anonymous"
+        return cls(user=user, label=label, ip=client_ip(request))
+
+    @classmethod
+    def for_user(cls, user: AbstractBaseUser, *, ip: str | None = None) -> "Actor":
+        return cls(user=user, label=user.get_username(), ip=ip)
+
+    @classmethod
+    def system(cls, label: str) -> "Actor":
+        """Background jobs, webhooks and commands act as `system:<what>`."""
+        return cls(user=None, label=f"system:{label}")
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    # django-axes already resolves the client address behind PROXY_COUNT proxies.
+    return getattr(request, "axes_ip_address", None) or request.META.get("REMOTE_ADDR")

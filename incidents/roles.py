@@ -1,0 +1,67 @@
+"""The four roles and the explicit permissions each one holds.
+
+Groups are synced from this table after every migrate, so the code is the one
+place that says who may do what. Later capabilities add their permissions here.
+"""
+
+from django.apps import apps as global_apps
+
+SUPPORT, COMMS, AUDITOR, ADMIN = "Support", "Comms", "Auditor", "Admin"
+ROLE_NAMES = (SUPPORT, COMMS, AUDITOR, ADMIN)
+
+_READ = ["incidents.view_incident"]
+
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    SUPPORT: [
+        *_READ,
+        "incidents.add_incident",
+        "incidents.change_incident",
+        "incidents.transition_incident",
+        "incidents.add_note",
+    ],
+    COMMS: [*_READ, "incidents.transition_incident", "incidents.add_note"],
+    AUDITOR: [*_READ, "incidents.view_auditentry", "incidents.verify_audit"],
+    ADMIN: [
+        *_READ,
+        "incidents.add_incident",
+        "incidents.change_incident",
+        "incidents.transition_incident",
+        "incidents.add_note",
+        "incidents.view_auditentry",
+        "incidents.verify_audit",
+        "incidents.view_timelineentry",
+        "auth.view_user",
+        "auth.add_user",
+        "auth.change_user",
+        "auth.view_group",
+        "authtoken.view_tokenproxy",
+        "authtoken.add_tokenproxy",
+        "authtoken.delete_tokenproxy",
+        "axes.view_accessattempt",
+        "axes.delete_accessattempt",
+        "axes.view_accesslog",
+    ],
+}
+
+
+def sync_roles(*, apps=global_apps, using: str = "default") -> None:
+    """Create the role groups and give each exactly the permissions in the table."""
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for role, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.using(using).get_or_create(name=role)
+        wanted = []
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            found = Permission.objects.using(using).filter(
+                content_type__app_label=app_label, codename=codename
+            )
+            wanted.extend(found)
+        group.permissions.set(wanted)
+
+
+def role_of(user) -> str | None:
+    if not user.is_authenticated:
+        return None
+    names = set(user.groups.values_list("name", flat=True))
+    return next((role for role in (ADMIN, COMMS, SUPPORT, AUDITOR) if role in names), None)

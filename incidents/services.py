@@ -1,0 +1,180 @@
+"""Incident workflows. Each is one transaction that also writes its audit entry."""
+
+from datetime import datetime
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from incidents import audit
+from incidents.actors import Actor
+from incidents.models import Incident, ReferenceCounter, TimelineEntry
+from incidents.roles import ADMIN, ROLE_NAMES
+
+User = get_user_model()
+
+EDITABLE_FIELDS = [
+    "title",
+    "summary",
+    "original_template",
+    "original_subject",
+    "sent_from",
+    "sent_until",
+    "esp",
+    "severity",
+    "owner",
+    "personal_data_exposed",
+    "became_aware_at",
+]
+
+
+def _next_reference(now: datetime) -> str:
+    # A counter row per year, locked for the rest of the transaction: two
+    # incidents opened at once get consecutive numbers, never the same one.
+    try:
+        with transaction.atomic():
+            ReferenceCounter.objects.get_or_create(year=now.year)
+    except IntegrityError:
+        pass  # another transaction created this year's row first
+    counter = ReferenceCounter.objects.select_for_update().get(year=now.year)
+    counter.last += 1
+    counter.save(update_fields=["last"])
+    return f"INC-{now.year}-{counter.last:04d}"
+
+
+@transaction.atomic
+def incident_open(*, by: Actor, owner=None, **fields) -> Incident:
+    now = timezone.now()
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"Unknown incident fields: {sorted(unknown)}")
+    incident = Incident(
+        reference=_next_reference(now),
+        owner=owner or by.user,
+        created_by=by.user,
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
+    incident.full_clean(exclude=["reference"])
+    incident.save(force_insert=True)
+    TimelineEntry.objects.create(
+        incident=incident,
+        kind=TimelineEntry.Kind.SYSTEM,
+        body=f"Incident opened by {by.label}.",
+        author=by.user,
+        created_at=now,
+    )
+    audit.record(
+        by=by,
+        action="incident.opened",
+        obj=incident,
+        incident=incident,
+        after=audit.snapshot(incident, ["reference", "status", *EDITABLE_FIELDS]),
+    )
+    return incident
+
+
+@transaction.atomic
+def incident_update(*, incident: Incident, by: Actor, **changes) -> Incident:
+    unknown = set(changes) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"Unknown incident fields: {sorted(unknown)}")
+    incident = Incident.objects.select_for_update().get(pk=incident.pk)
+    before = audit.snapshot(incident, EDITABLE_FIELDS)
+    for name, value in changes.items():
+        setattr(incident, name, value)
+    incident.full_clean()
+    after = audit.snapshot(incident, EDITABLE_FIELDS)
+    changed = [name for name in EDITABLE_FIELDS if before[name] != after[name]]
+    if not changed:
+        return incident
+    incident.updated_at = timezone.now()
+    incident.save(update_fields=[*changed, "updated_at"])
+    TimelineEntry.objects.create(
+        incident=incident,
+        kind=TimelineEntry.Kind.SYSTEM,
+        body=f"{by.label} changed {', '.join(changed)}.",
+        author=by.user,
+        data={"changed": changed},
+    )
+    audit.record(
+        by=by,
+        action="incident.updated",
+        obj=incident,
+        incident=incident,
+        before={name: before[name] for name in changed},
+        after={name: after[name] for name in changed},
+    )
+    return incident
+
+
+@transaction.atomic
+def incident_transition(*, incident: Incident, to_status: str, by: Actor, note: str = "") -> Incident:
+    # Lock the row so two people clicking at once cannot both move it.
+    incident = Incident.objects.select_for_update().get(pk=incident.pk)
+    previous = incident.transition_to(to_status)
+    label = Incident.Status(to_status).label
+    body = f"Status changed from {Incident.Status(previous).label} to {label}."
+    if note:
+        body += f" {note}"
+    TimelineEntry.objects.create(
+        incident=incident,
+        kind=TimelineEntry.Kind.STATUS,
+        body=body,
+        author=by.user,
+        data={"from": previous, "to": to_status},
+    )
+    audit.record(
+        by=by,
+        action="incident.transitioned",
+        obj=incident,
+        incident=incident,
+        before={"status": previous},
+        after={"status": to_status, "note": note},
+    )
+    return incident
+
+
+@transaction.atomic
+def incident_add_note(*, incident: Incident, body: str, by: Actor) -> TimelineEntry:
+    body = body.strip()
+    if not body:
+        from django.core.exceptions import ValidationError
+
+        raise ValidationError({"body": "A note cannot be empty."})
+    entry = TimelineEntry.objects.create(
+        incident=incident, kind=TimelineEntry.Kind.NOTE, body=body, author=by.user
+    )
+    audit.record(
+        by=by,
+        action="incident.note_added",
+        obj=entry,
+        incident=incident,
+        after={"body": body},
+    )
+    return entry
+
+
+@transaction.atomic
+def user_create_with_role(
+    *, username: str, email: str, password: str | None, role: str, by: Actor
+) -> User:
+    if role not in ROLE_NAMES:
+        raise ValueError(f"Unknown role {role!r}; choose one of {', '.join(ROLE_NAMES)}.")
+    user = User(username=username, email=email, is_staff=(role == ADMIN))
+    if password:
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.full_clean(exclude=["password"])
+    user.save()
+    user.groups.add(Group.objects.get(name=role))
+    audit.record(
+        by=by,
+        action="user.created",
+        obj=user,
+        after={"username": username, "role": role, "is_staff": user.is_staff},
+    )
+    return user

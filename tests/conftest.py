@@ -1,0 +1,73 @@
+"""Shared fixtures: one named user per role, created through the real services."""
+
+import pytest
+from django.db import connection
+
+from incidents import services
+from incidents.actors import Actor
+from incidents.roles import ADMIN, AUDITOR, COMMS, SUPPORT
+
+PASSWORD = "correct horse battery staple"
+SETUP = Actor.system("tests")
+
+
+def pytest_report_header(config):
+    from django.conf import settings
+
+    engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    queue = "rq on Redis" if settings.REDIS_URL else "in-process jobs"
+    return f"amends: database={engine} queue={queue}"
+
+
+def _make(username: str, role: str):
+    return services.user_create_with_role(
+        username=username, email=f"{username}@amends.example", password=PASSWORD, role=role, by=SETUP
+    )
+
+
+@pytest.fixture
+def support_sam(db):
+    return _make("support_sam", SUPPORT)
+
+
+@pytest.fixture
+def comms_cleo(db):
+    return _make("comms_cleo", COMMS)
+
+
+@pytest.fixture
+def auditor_abe(db):
+    return _make("auditor_abe", AUDITOR)
+
+
+@pytest.fixture
+def admin_ada(db):
+    return _make("admin_ada", ADMIN)
+
+
+@pytest.fixture
+def incident(support_sam):
+    return services.incident_open(
+        by=Actor.for_user(support_sam),
+        title="Baby registry gift notice sent to the wrong customers",
+        summary="A registry notification went to customers without a registry.",
+        original_template="registry-gift-purchased",
+        original_subject="Someone just bought a gift from your baby registry!",
+        severity="SEV2",
+    )
+
+
+@pytest.fixture
+def login(client):
+    """Log the client in as `user`; returns the client."""
+
+    def _login(user):
+        client.force_login(user)
+        return client
+
+    return _login
+
+
+requires_postgres = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="PostgreSQL-only behaviour"
+)
