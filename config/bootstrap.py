@@ -48,7 +48,7 @@ def ensure_environment() -> None:
     """Create or refresh .venv when needed, then re-exec this command inside it."""
     if os.environ.get("AMENDS_NO_BOOTSTRAP") == "1":
         return
-    if sys.version_info < (3, 12):
+    if sys.version_info < (3, 12):  # noqa: UP036 - may run under an older python3
         sys.exit(
             f"Amends needs Python 3.12 or newer; this is {sys.version.split()[0]}. "
             "Run it with python3.12 (or newer)."

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.contrib.auth.password_validation import validate_password
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -111,7 +112,9 @@ def incident_update(*, incident: Incident, by: Actor, **changes) -> Incident:
 
 
 @transaction.atomic
-def incident_transition(*, incident: Incident, to_status: str, by: Actor, note: str = "") -> Incident:
+def incident_transition(
+    *, incident: Incident, to_status: str, by: Actor, note: str = ""
+) -> Incident:
     # Lock the row so two people clicking at once cannot both move it.
     incident = Incident.objects.select_for_update().get(pk=incident.pk)
     previous = incident.transition_to(to_status)
@@ -165,6 +168,7 @@ def user_create_with_role(
         raise ValueError(f"Unknown role {role!r}; choose one of {', '.join(ROLE_NAMES)}.")
     user = User(username=username, email=email, is_staff=(role == ADMIN))
     if password:
+        validate_password(password, user)
         user.set_password(password)
     else:
         user.set_unusable_password()

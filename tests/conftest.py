@@ -21,7 +21,11 @@ def pytest_report_header(config):
 
 def _make(username: str, role: str):
     return services.user_create_with_role(
-        username=username, email=f"{username}@amends.example", password=PASSWORD, role=role, by=SETUP
+        username=username,
+        email=f"{username}@amends.example",
+        password=PASSWORD,
+        role=role,
+        by=SETUP,
     )
 
 
@@ -71,3 +75,22 @@ def login(client):
 requires_postgres = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="PostgreSQL-only behaviour"
 )
+
+
+@pytest.fixture
+def transactional_audit(transactional_db):
+    """For tests that commit: empty the append-only audit table afterwards.
+
+    The PostgreSQL triggers refuse to truncate a non-empty audit table, which is
+    the point; the test database is the one place we switch them off to clean up.
+    """
+    yield
+    from incidents.models import AuditEntry
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("ALTER TABLE incidents_auditentry DISABLE TRIGGER USER")
+            cursor.execute("DELETE FROM incidents_auditentry")
+            cursor.execute("ALTER TABLE incidents_auditentry ENABLE TRIGGER USER")
+        else:
+            AuditEntry.objects.all().delete()

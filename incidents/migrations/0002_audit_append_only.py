@@ -16,8 +16,10 @@ BEGIN
             RETURN NULL;
         END IF;
     END IF;
-    RAISE EXCEPTION 'audit entries are append-only: % refused on %', TG_OP, TG_TABLE_NAME
-        USING ERRCODE = 'insufficient_privilege';
+    -- No percent-sign placeholders: the migration runs this text through the DB driver.
+    RAISE EXCEPTION USING
+        MESSAGE = 'audit entries are append-only: ' || TG_OP || ' refused on ' || TG_TABLE_NAME,
+        ERRCODE = 'insufficient_privilege';
 END;
 $$ LANGUAGE plpgsql;
 

@@ -1,4 +1,4 @@
 from incidents.models.audit import AuditEntry
-from incidents.models.incident import Incident, IllegalTransition, ReferenceCounter, TimelineEntry
+from incidents.models.incident import IllegalTransition, Incident, ReferenceCounter, TimelineEntry
 
 __all__ = ["AuditEntry", "IllegalTransition", "Incident", "ReferenceCounter", "TimelineEntry"]

@@ -1,0 +1,164 @@
+"""The back office for the Admin role. Every change made here is audited like any other."""
+
+from axes.models import AccessAttempt
+from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
+from django.forms.models import model_to_dict
+from rest_framework.authtoken.models import TokenProxy
+
+from incidents import audit, services
+from incidents.actors import Actor
+from incidents.models import AuditEntry, Incident, TimelineEntry
+
+
+def _plain_fields(obj, names) -> dict:
+    values = model_to_dict(obj, fields=names)
+    # Many-to-many values come back as model instances; audit them by primary key.
+    return {
+        name: [getattr(v, "pk", v) for v in value] if isinstance(value, list | tuple) else value
+        for name, value in values.items()
+        if name != "password"
+    }
+
+
+class AuditedAdminMixin:
+    """Writes an audit entry for each add, change and delete done in the admin."""
+
+    def save_model(self, request, obj, form, change):
+        before = None
+        if change:
+            original = type(obj).objects.get(pk=obj.pk)
+            before = _plain_fields(original, form.changed_data)
+        super().save_model(request, obj, form, change)
+        # The admin instance is shared between threads; keep per-request state on the request.
+        request._amends_audit_before = before
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        obj, before = form.instance, getattr(request, "_amends_audit_before", None)
+        audit.record(
+            by=Actor.from_request(request),
+            action=f"admin.{obj._meta.model_name}.{'changed' if change else 'added'}",
+            obj=obj,
+            before=before,
+            after=_plain_fields(obj, form.changed_data),
+        )
+
+    def delete_model(self, request, obj):
+        audit.record(
+            by=Actor.from_request(request),
+            action=f"admin.{obj._meta.model_name}.deleted",
+            obj=obj,
+            before={"repr": str(obj)},
+        )
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+@admin.register(Incident)
+class IncidentAdmin(admin.ModelAdmin):
+    list_display = ["reference", "title", "severity", "status", "owner", "created_at"]
+    list_filter = ["status", "severity", "personal_data_exposed"]
+    search_fields = ["reference", "title", "summary", "original_template", "original_subject"]
+    readonly_fields = [
+        "reference",
+        "status",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "resolved_at",
+    ]
+    date_hierarchy = "created_at"
+
+    def save_model(self, request, obj, form, change):
+        # The admin goes through the same services as the UI and the API.
+        by = Actor.from_request(request)
+        fields = {
+            name: form.cleaned_data[name]
+            for name in services.EDITABLE_FIELDS
+            if name in form.cleaned_data
+        }
+        if change:
+            services.incident_update(incident=obj, by=by, **fields)
+        else:
+            created = services.incident_open(by=by, **fields)
+            obj.pk, obj.reference = created.pk, created.reference
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # incidents are evidence; they are resolved, never deleted
+
+
+@admin.register(TimelineEntry)
+class TimelineEntryAdmin(admin.ModelAdmin):
+    list_display = ["incident", "kind", "body", "author", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["incident__reference", "body"]
+    list_select_related = ["incident", "author"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = [
+        "seq",
+        "created_at",
+        "actor_label",
+        "action",
+        "object_type",
+        "object_repr",
+        "ip",
+    ]
+    list_filter = ["action", "object_type"]
+    search_fields = ["actor_label", "action", "object_repr", "object_id", "hash"]
+    list_select_related = ["incident"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
+    list_display = ["username", "email", "is_active", "is_staff", "last_login"]
+    list_filter = ["is_active", "is_staff", "groups"]
+
+
+@admin.register(Group)
+class AuditedGroupAdmin(AuditedAdminMixin, GroupAdmin):
+    pass
+
+
+def _audit_third_party_admin(model) -> None:
+    """Re-register another app's admin with auditing mixed in."""
+    original = type(admin.site.get_model_admin(model))
+    admin.site.unregister(model)
+    audited = type(f"Audited{original.__name__}", (AuditedAdminMixin, original), {})
+    admin.site.register(model, audited)
+
+
+for _model in (TokenProxy, AccessAttempt):
+    _audit_third_party_admin(_model)
+
+admin.site.site_header = "Amends back office"
+admin.site.site_title = "Amends"
