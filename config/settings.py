@@ -170,13 +170,23 @@ MEDIA_ROOT = VAR_DIR / "media"
 # outbox; production names an anymail backend (ESP_BACKEND) or SMTP.
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "care@amends.example")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
-MAILERS = {
-    "default": {
-        "BACKEND": os.environ.get(
-            "MAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
-        ),
-    },
-}
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+# The production profile never falls back to a development-only backend: without
+# MAIL_BACKEND it hands mail to an SMTP relay (EMAIL_HOST, localhost by default).
+MAIL_BACKEND = os.environ.get("MAIL_BACKEND") or (
+    SMTP_BACKEND if PRODUCTION else "django.core.mail.backends.console.EmailBackend"
+)
+MAILERS = {"default": {"BACKEND": MAIL_BACKEND}}
+if MAIL_BACKEND == SMTP_BACKEND:
+    _use_tls = envbool("EMAIL_USE_TLS", default=False)
+    MAILERS["default"]["OPTIONS"] = {
+        "host": os.environ.get("EMAIL_HOST", "localhost"),
+        "port": envint("EMAIL_PORT", default=587 if _use_tls else 25),
+        "username": os.environ.get("EMAIL_HOST_USER", ""),
+        "password": envsecret("EMAIL_HOST_PASSWORD"),
+        "use_tls": _use_tls,
+        "timeout": envint("EMAIL_TIMEOUT", default=30),
+    }
 ANYMAIL = {
     key: value
     for key, value in {

@@ -102,10 +102,13 @@ def test_verify_audit_reports_an_intact_chain(incident, capsys):
 )
 def test_postgres_refuses_to_change_or_remove_audit_entries(incident, statement):
     count = AuditEntry.objects.count()
-    with pytest.raises(DatabaseError, match="append-only"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-            cursor.execute(statement)
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(statement)
     assert AuditEntry.objects.count() == count
     assert audit.verify_chain().ok
 
