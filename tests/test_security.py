@@ -131,17 +131,25 @@ def test_production_profile_refuses_to_start_without_a_secret_key(tmp_path):
 # --- Response headers -------------------------------------------------------------
 
 
-def test_pages_send_a_content_security_policy_with_a_fresh_script_nonce(client):
-    first = client.get("/login/")
-    second = client.get("/login/")
+@pytest.mark.parametrize("url", ["/login/", "/admin/login/"])
+def test_pages_send_a_content_security_policy_without_unsafe_inline(client, url):
+    response = client.get(url)
 
-    assert first.status_code == second.status_code == 200
-    script_src = _csp_directives(first)["script-src"]
-    assert "'unsafe-inline'" not in script_src
-    assert "'unsafe-eval'" not in script_src
+    assert response.status_code == 200
+    directives = _csp_directives(response)
+    for directive in ("default-src", "script-src", "style-src"):
+        assert "'unsafe-inline'" not in directives[directive], directive
+        assert "'unsafe-eval'" not in directives[directive], directive
+
+
+def test_each_response_gets_its_own_script_nonce(client):
+    # The admin login page loads scripts, so its policy carries the nonce they are tagged with.
+    first = client.get("/admin/login/")
+    second = client.get("/admin/login/")
+
     assert _script_nonce(first) != _script_nonce(second)
-    # The nonce in the header is the one the page's own tags carry.
-    assert f'nonce="{_script_nonce(first)}"' in first.content.decode()
+    for response in (first, second):
+        assert f'nonce="{_script_nonce(response)}"' in response.content.decode()
 
 
 def test_content_security_policy_forbids_framing_and_foreign_forms(client):
