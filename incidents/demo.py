@@ -32,7 +32,7 @@ def seed_demo() -> Incident:
         if user is None:
             user = services.user_create_with_role(
                 username=username,
-                email=f"{username}@amends.example",
+                email=f"{username}@retailer.example",
                 password=DEMO_PASSWORD,
                 role=role,
                 by=setup,
