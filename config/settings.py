@@ -105,7 +105,8 @@ else:
             # IMMEDIATE takes the write lock when a transaction starts, so two
             # writers queue instead of failing half-way (the audit chain relies on it).
             "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30},
-            "TEST": {"NAME": VAR_DIR / "test.sqlite3"},
+            # A file (not :memory:) so threaded tests share it; per process so runs never collide.
+            "TEST": {"NAME": VAR_DIR / f"test-{os.getpid()}.sqlite3"},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -140,6 +141,8 @@ AXES_COOLOFF_TIME = timedelta(minutes=envint("AXES_COOLOFF_MINUTES", default=15)
 # Either a username or an address with 5 failures is locked (spraying many names from one host too).
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
+# Fifteen minutes from the fifth failure, not extended by attempts during the lockout.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_IPWARE_PROXY_COUNT = envint("PROXY_COUNT", default=0)
 
