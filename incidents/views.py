@@ -101,9 +101,10 @@ def incident_transition(request: HttpRequest, reference: str) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, _form_error_text(form))
         return redirect(incident)
-    if form.needs_confirmation():
+    if form.needs_confirmation() and incident.Status.RESOLVED in incident.allowed_transitions():
         # A separate step: the page explains what resolving means and asks for
         # the confirmation. A second POST with the box ticked does the change.
+        # (When resolving is not possible from here, the service says why below.)
         # An unticked checkbox sends nothing, so the confirm page marks its own posts.
         if request.POST.get("step") == "confirm":
             form.add_error("confirm", "Tick the box to confirm before resolving.")
