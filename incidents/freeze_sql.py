@@ -1,0 +1,92 @@
+"""The one bulk statement that freezes an audience query into the affected list.
+
+It runs inside the database, in one pass over the matching send-log rows:
+a window per address keeps the latest message's details and collects every
+ESP message id. Re-freezing or extending merges message ids, never duplicates
+a person, and never brings back someone removed with a reason.
+"""
+
+from django.db import connection
+
+TABLE = "incidents_affectedperson"
+
+_INSERT = """
+INSERT INTO {table} (
+    incident_id, address, original_address, customer_id, locale, metadata, latest_status,
+    message_ids, message_count, first_sent_at, segment_id, source, added_by_query_id,
+    added_at, removed_reason
+)
+SELECT %s, address, recipient, customer_id, locale, metadata, status,
+       ids, n, first_sent, %s, 'query', %s, %s, ''
+FROM (
+    SELECT s.address, s.recipient, s.customer_id, s.locale, s.metadata, s.status,
+           row_number() OVER (PARTITION BY s.address ORDER BY s.sent_at DESC, s.message_id DESC) AS rn,
+           {agg}(s.message_id) OVER (PARTITION BY s.address) AS ids,
+           count(*) OVER (PARTITION BY s.address) AS n,
+           min(s.sent_at) OVER (PARTITION BY s.address) AS first_sent
+    FROM ({source}) s
+) ranked
+WHERE rn = 1
+ON CONFLICT (incident_id, address) DO UPDATE SET
+    message_ids = {merged_ids},
+    message_count = {merged_count},
+    first_sent_at = {earliest}
+"""
+
+_POSTGRES = {
+    "agg": "jsonb_agg",
+    "merged_ids": f"(SELECT jsonb_agg(DISTINCT e) FROM jsonb_array_elements({TABLE}.message_ids || EXCLUDED.message_ids) e)",
+    "merged_count": f"(SELECT count(DISTINCT e) FROM jsonb_array_elements({TABLE}.message_ids || EXCLUDED.message_ids) e)",
+    "earliest": f"LEAST({TABLE}.first_sent_at, EXCLUDED.first_sent_at)",
+}
+
+_UNION = (
+    f"SELECT value FROM json_each({TABLE}.message_ids) "
+    "UNION SELECT value FROM json_each(excluded.message_ids)"
+)
+_SQLITE = {
+    "agg": "json_group_array",
+    "merged_ids": f"(SELECT json_group_array(value) FROM ({_UNION}))",
+    "merged_count": f"(SELECT count(*) FROM ({_UNION}))",
+    "earliest": f"min(coalesce({TABLE}.first_sent_at, excluded.first_sent_at), "
+    f"coalesce(excluded.first_sent_at, {TABLE}.first_sent_at))",
+}
+
+_PREVIEW_BY_LOCALE = """
+SELECT locale, count(*) AS people, sum(n) AS messages FROM (
+    SELECT s.locale,
+           row_number() OVER (PARTITION BY s.address ORDER BY s.sent_at DESC, s.message_id DESC) AS rn,
+           count(*) OVER (PARTITION BY s.address) AS n
+    FROM ({source}) s
+) ranked
+WHERE rn = 1
+GROUP BY locale
+ORDER BY count(*) DESC, locale
+"""
+
+
+def freeze_statement(source_sql: str) -> str:
+    parts = _POSTGRES if connection.vendor == "postgresql" else _SQLITE
+    return _INSERT.format(table=TABLE, source=source_sql, **parts)
+
+
+def preview_statement(source_sql: str) -> str:
+    return _PREVIEW_BY_LOCALE.format(source=source_sql)
+
+
+def list_hash_postgres(incident_id: int) -> str:
+    """SHA-256 of the sorted active addresses, one per line, computed in the database.
+
+    COLLATE "C" sorts by bytes, which for UTF-8 is code-point order, the order
+    Python's sorted() uses, so both paths give the same digest.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT encode(sha256(convert_to(coalesce(string_agg(address || E'\\n', ''
+                          ORDER BY address COLLATE "C"), ''), 'UTF8')), 'hex')
+            FROM {TABLE} WHERE incident_id = %s AND removed_at IS NULL
+            """,
+            [incident_id],
+        )
+        return cursor.fetchone()[0]

@@ -1,0 +1,120 @@
+import hashlib
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class AudienceQuery(models.Model):
+    """Stored filters that describe the mis-sent email, and what freezing them added."""
+
+    incident = models.ForeignKey(
+        "incidents.Incident", on_delete=models.PROTECT, related_name="audience_queries"
+    )
+    filters = models.JSONField()
+    message_count = models.PositiveBigIntegerField(default=0)
+    people_count = models.PositiveBigIntegerField(default=0)
+    people_added = models.PositiveBigIntegerField(default=0)
+    list_hash = models.CharField("hash of the frozen list after this query", max_length=64)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name_plural = "audience queries"
+
+    def __str__(self) -> str:
+        return f"Query {self.pk} on {self.incident_id}: {self.people_count} people"
+
+
+class Segment(models.Model):
+    """A named, rule-defined part of the affected list. Each person is in exactly one.
+
+    Rules are a list of conditions that must all hold; segments are tried in
+    `position` order and the first match wins. The default segment catches the rest.
+    """
+
+    incident = models.ForeignKey(
+        "incidents.Incident", on_delete=models.PROTECT, related_name="segments"
+    )
+    name = models.CharField(max_length=100)
+    rules = models.JSONField(default=list, blank=True)
+    position = models.PositiveIntegerField(default=0)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["is_default", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["incident", "name"], name="segment_name_unique"),
+            models.UniqueConstraint(
+                fields=["incident"],
+                condition=models.Q(is_default=True),
+                name="segment_one_default_per_incident",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AffectedPerson(models.Model):
+    """One distinct person (a normalised address) in an incident's frozen list."""
+
+    class Source(models.TextChoices):
+        QUERY = "query", "Audience query"
+        CSV = "csv", "Added from a file"
+        MANUAL = "manual", "Added by hand"
+
+    incident = models.ForeignKey(
+        "incidents.Incident", on_delete=models.PROTECT, related_name="affected"
+    )
+    address = models.CharField("normalised address", max_length=320)
+    original_address = models.CharField("address as received", max_length=320)
+    customer_id = models.CharField(max_length=100, blank=True)
+    locale = models.CharField(max_length=16, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    latest_status = models.CharField(max_length=20, blank=True)
+    # The ESP message ids of every mis-sent message that reached this person.
+    # Copied at freeze time, so the list never changes when the send log does.
+    message_ids = models.JSONField(default=list)
+    message_count = models.PositiveIntegerField(default=0)
+    first_sent_at = models.DateTimeField(null=True, blank=True)
+    segment = models.ForeignKey(Segment, on_delete=models.PROTECT, related_name="people")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.QUERY)
+    added_by_query = models.ForeignKey(
+        AudienceQuery, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    added_at = models.DateTimeField(default=timezone.now)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    removed_reason = models.TextField(blank=True)
+    removed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "affected people"
+        constraints = [
+            models.UniqueConstraint(fields=["incident", "address"], name="affected_person_once"),
+            models.CheckConstraint(
+                condition=models.Q(removed_at__isnull=True) | ~models.Q(removed_reason=""),
+                name="affected_removal_needs_reason",
+                violation_error_message="Say why this person is removed from the list.",
+            ),
+        ]
+        indexes = [models.Index(fields=["incident", "segment"], name="affected_incident_segment")]
+
+    def __str__(self) -> str:
+        return f"person {self.pk} of incident {self.incident_id}"
+
+
+def list_digest(addresses) -> str:
+    """SHA-256 over the sorted normalised addresses, one per line: the frozen list's fingerprint."""
+    digest = hashlib.sha256()
+    for address in addresses:
+        digest.update(address.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()

@@ -1,0 +1,36 @@
+"""Workflows that change state. Each runs in one transaction and writes its audit entry.
+
+Import from here: `from incidents import services; services.incident_open(...)`.
+"""
+
+from incidents.services.audience import (
+    affected_add_from_csv,
+    affected_remove,
+    audience_freeze,
+    segment_delete,
+    segment_save,
+    segments_apply,
+)
+from incidents.services.incidents import (
+    EDITABLE_FIELDS,
+    incident_add_note,
+    incident_open,
+    incident_transition,
+    incident_update,
+    user_create_with_role,
+)
+
+__all__ = [
+    "EDITABLE_FIELDS",
+    "affected_add_from_csv",
+    "affected_remove",
+    "audience_freeze",
+    "incident_add_note",
+    "incident_open",
+    "incident_transition",
+    "incident_update",
+    "segment_delete",
+    "segment_save",
+    "segments_apply",
+    "user_create_with_role",
+]
