@@ -94,9 +94,8 @@ def test_freezing_again_adds_only_new_people_and_merges_messages(sendlog, incide
     second = _freeze(incident, support_sam)
     assert second.people_added == 1
     cust = AffectedPerson.objects.get(incident=incident, address="cust1@example.com")
-    assert cust.message_count == 4 and sorted(cust.message_ids) == ["m1", "m10", "m2", "m3", "m9"][
-        :0
-    ] + sorted(["m1", "m2", "m3", "m9"])
+    assert cust.message_count == 4
+    assert sorted(cust.message_ids) == ["m1", "m2", "m3", "m9"]
     assert AffectedPerson.objects.filter(incident=incident).count() == 4
 
 
