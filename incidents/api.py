@@ -1,4 +1,4 @@
-"""The JSON API for incidents, and the API's own doors: token, schema and docs.
+"""The JSON API: incidents, and the API's own doors (token, schema, docs).
 
 Thin views (HackSoft style): parse input with a nested InputSerializer, call
 one service or selector, render with an output serializer. Each view names
@@ -106,7 +106,7 @@ class LockedOut(exceptions.APIException):
         minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
         self.wait = minutes * 60  # the exception handler turns it into Retry-After
         super().__init__(
-            f"Too many failed sign-ins. This account or address is locked for {minutes} "
+            f"Too many failed sign-ins. This account or address is locked for up to {minutes} "
             "minutes; an administrator can unlock it sooner."
         )
 

@@ -1,4 +1,4 @@
-"""What every API endpoint shares: the base view, the error format and pagination.
+"""What every API view shares: the base view, the error format and pagination.
 
 Every error leaves the API as
 
@@ -21,6 +21,11 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from incidents.access import SAFE_METHODS
 from incidents.models import IllegalTransition
+
+# DRF imports this module lazily through REST_FRAMEWORK (Pagination, exception_handler).
+# Keep it free of views and of anything that imports rest_framework.generics or
+# drf_spectacular.views: those read DEFAULT_PAGINATION_CLASS while this module is
+# still half-imported. Endpoints live in incidents/api.py.
 
 NON_FIELD = api_settings.NON_FIELD_ERRORS_KEY  # "non_field_errors"
 

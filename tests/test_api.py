@@ -214,6 +214,11 @@ def test_user_without_a_role_is_refused_everything(api, django_user_model, incid
     _assert_error(client.get("/api/schema/"), 403, "permission_denied")
 
 
+def test_docs_page_refuses_a_signed_in_user_without_a_role(client, django_user_model):
+    client.force_login(django_user_model.objects.create_user("nobody", password=PASSWORD))
+    _assert_error(client.get("/api/docs/"), 403, "permission_denied")
+
+
 # --- Incidents ------------------------------------------------------------------
 
 
