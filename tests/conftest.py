@@ -94,3 +94,9 @@ def transactional_audit(transactional_db):
             cursor.execute("ALTER TABLE incidents_auditentry ENABLE TRIGGER USER")
         else:
             AuditEntry.objects.all().delete()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # The real hasher is slow by design; tests create many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,57 @@
+"""Who may do what, URL by URL: the committed decision for every route.
+
+Each URL name maps HTTP methods to the status each role gets. A new URL that
+is not listed here fails tests/test_permission_matrix.py, so every route gets
+an explicit access decision. Roles: anon (not logged in), support, comms,
+auditor, admin. 302 for anon on a page means "sent to the login page".
+"""
+
+ROLES = ("anon", "support", "comms", "auditor", "admin")
+
+
+def row(anon, support, comms, auditor, admin):
+    return dict(zip(ROLES, (anon, support, comms, auditor, admin), strict=True))
+
+
+# Everyone logged in may read; only the named roles may write.
+READ_ALL = row(302, 200, 200, 200, 200)
+API_READ_ALL = row(401, 200, 200, 200, 200)
+
+MATRIX: dict[str, dict[str, dict[str, int]]] = {
+    # --- Staff UI -----------------------------------------------------------
+    "incidents:list": {"GET": READ_ALL},
+    "incidents:create": {"GET": row(302, 200, 403, 403, 200), "POST": row(302, 200, 403, 403, 200)},
+    "incidents:detail": {"GET": READ_ALL},
+    "incidents:edit": {"GET": row(302, 200, 403, 403, 200), "POST": row(302, 200, 403, 403, 200)},
+    "incidents:transition": {
+        "GET": row(302, 405, 405, 405, 405),
+        "POST": row(302, 302, 302, 403, 302),
+    },
+    "incidents:add-note": {
+        "GET": row(302, 405, 405, 405, 405),
+        "POST": row(302, 302, 302, 403, 302),
+    },
+    # --- JSON API -----------------------------------------------------------
+    "api-token": {"GET": row(405, 405, 405, 405, 405), "POST": row(400, 400, 400, 400, 400)},
+    "api-incident-list": {"GET": API_READ_ALL, "POST": row(401, 400, 403, 403, 400)},
+    "api-incident-detail": {"GET": API_READ_ALL, "PATCH": row(401, 200, 403, 403, 200)},
+    "api-incident-transition": {"POST": row(401, 400, 400, 403, 400)},
+    "api-incident-timeline": {"GET": API_READ_ALL, "POST": row(401, 400, 400, 403, 400)},
+    "api-schema": {"GET": API_READ_ALL},
+    "api-docs": {"GET": row(302, 200, 200, 200, 200)},
+    "api-not-found": {"GET": row(404, 404, 404, 404, 404)},
+    # --- Accounts and operations -------------------------------------------
+    "login": {"GET": row(200, 302, 302, 302, 302)},
+    "logout": {"GET": row(302, 405, 405, 405, 405), "POST": row(302, 302, 302, 302, 302)},
+    "healthz": {"GET": row(200, 200, 200, 200, 200)},
+    # --- Back office: the Admin role only ------------------------------------
+    "admin:index": {"GET": row(302, 302, 302, 302, 200)},
+    "admin:incidents_incident_changelist": {"GET": row(302, 302, 302, 302, 200)},
+    "admin:incidents_auditentry_changelist": {"GET": row(302, 302, 302, 302, 200)},
+    "admin:auth_user_changelist": {"GET": row(302, 302, 302, 302, 200)},
+}
+
+# The rest of Django's admin: one decision for all of it, checked above on
+# representative pages. Every admin view requires an active staff user, and
+# only the Admin role is staff.
+PREFIX_DECISIONS = {"admin:": "Admin role only (is_staff), per-model permissions inside"}

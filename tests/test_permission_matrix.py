@@ -1,0 +1,101 @@
+import re
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from tests.permission_matrix import MATRIX, PREFIX_DECISIONS, ROLES
+
+
+def _walk(patterns, namespace=None):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            ns = pattern.namespace
+            inner = f"{namespace}:{ns}" if namespace and ns else (ns or namespace)
+            yield from _walk(pattern.url_patterns, inner)
+        elif isinstance(pattern, URLPattern):
+            name = pattern.name
+            if name and namespace:
+                name = f"{namespace}:{name}"
+            # Unnamed routes are listed by pattern, under their namespace.
+            yield name or (f"{namespace}:{pattern.pattern}" if namespace else str(pattern.pattern))
+
+
+def all_url_names() -> list[str]:
+    return sorted(set(_walk(get_resolver().url_patterns)))
+
+
+def test_every_url_has_an_access_decision():
+    undecided = [
+        name
+        for name in all_url_names()
+        if name not in MATRIX and not any(name.startswith(p) for p in PREFIX_DECISIONS)
+    ]
+    assert undecided == [], f"Add these URLs to tests/permission_matrix.py: {undecided}"
+
+
+def test_the_matrix_names_no_url_that_does_not_exist():
+    assert sorted(set(MATRIX) - set(all_url_names())) == []
+
+
+@pytest.fixture
+def users(support_sam, comms_cleo, auditor_abe, admin_ada):
+    return {
+        "anon": None,
+        "support": support_sam,
+        "comms": comms_cleo,
+        "auditor": auditor_abe,
+        "admin": admin_ada,
+    }
+
+
+def _url(name: str, incident) -> str:
+    kwargs = {}
+    if name.startswith(
+        ("incidents:detail", "incidents:edit", "incidents:transition", "incidents:add-note")
+    ) or re.match(r"api-incident-(detail|transition|timeline)", name):
+        kwargs["reference"] = incident.reference
+    return reverse(name, kwargs=kwargs or None)
+
+
+CASES = [(name, method) for name, methods in MATRIX.items() for method in methods]
+
+
+@pytest.mark.parametrize(("name", "method"), CASES, ids=[f"{m} {n}" for n, m in CASES])
+def test_each_role_gets_the_decided_status(client, users, incident, name, method):
+    url = _url(name, incident)
+    expected = MATRIX[name][method]
+    observed = {}
+    for role in ROLES:
+        client.logout()
+        if users[role] is not None:
+            client.force_login(users[role])
+        response = (
+            getattr(client, method.lower())(url, content_type="application/json")
+            if method == "PATCH"
+            else getattr(client, method.lower())(url)
+        )
+        observed[role] = response.status_code
+    assert observed == expected
+
+
+WRITE_CASES = [(n, m) for n, m in CASES if m in ("POST", "PATCH", "PUT", "DELETE")]
+
+
+@pytest.mark.parametrize(("name", "method"), WRITE_CASES, ids=[f"{m} {n}" for n, m in WRITE_CASES])
+def test_an_auditor_cannot_change_anything(client, auditor_abe, incident, name, method):
+    if name in ("login", "logout", "api-token"):
+        pytest.skip("signing in and out is not a change to the incident data")
+    from incidents.models import AuditEntry, TimelineEntry
+
+    audit_count, timeline_count = AuditEntry.objects.count(), TimelineEntry.objects.count()
+    client.force_login(auditor_abe)
+    response = getattr(client, method.lower())(
+        _url(name, incident),
+        {"status": "investigating", "body": "x", "title": "x"},
+        content_type="application/json",
+    )
+    assert response.status_code == 403
+    assert (AuditEntry.objects.count(), TimelineEntry.objects.count()) == (
+        audit_count,
+        timeline_count,
+    )
