@@ -16,13 +16,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import exceptions, serializers, status
-from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from incidents import selectors, services
 from incidents.access import HasPerms, get_incident_for
-from incidents.actors import Actor
+from incidents.actors import Actor, client_ip
 from incidents.api_common import ApiView, JsonErrorsMixin, Pagination, error_responses
 from incidents.models import Incident, TimelineEntry
 
@@ -161,7 +160,7 @@ class TokenApi(ApiView):
             raise exceptions.AuthenticationFailed(
                 "Unable to sign in with that username and password.", code="invalid_credentials"
             )
-        token, _ = Token.objects.get_or_create(user=user)
+        token = services.user_token_issue(user=user, by=Actor.for_user(user, ip=client_ip(request)))
         # A token sign-in is a sign-in: axes resets the failure count and logs
         # the access, and Django records last_login.
         user_logged_in.send(sender=type(user), request=request, user=user)

@@ -540,3 +540,17 @@ def test_docs_page_loads_swagger_ui_under_a_strict_csp(client, auditor_abe):
 def test_other_pages_keep_the_strict_style_policy(client, auditor_abe):
     client.force_login(auditor_abe)
     assert "sha256-" not in client.get("/").get("Content-Security-Policy", "")
+
+
+def test_issuing_an_api_token_is_audited_once(client, support_sam):
+    from incidents.models import AuditEntry
+    from tests.conftest import PASSWORD
+
+    for _ in range(2):
+        response = client.post(
+            "/api/auth/token/", {"username": "support_sam", "password": PASSWORD}
+        )
+        assert response.status_code == 200
+    entries = AuditEntry.objects.filter(action="user.token_issued")
+    assert entries.count() == 1
+    assert entries.get().actor == support_sam

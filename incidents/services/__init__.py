@@ -18,6 +18,7 @@ from incidents.services.incidents import (
     incident_transition,
     incident_update,
     user_create_with_role,
+    user_token_issue,
 )
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "segment_save",
     "segments_apply",
     "user_create_with_role",
+    "user_token_issue",
 ]

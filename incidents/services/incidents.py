@@ -182,3 +182,16 @@ def user_create_with_role(
         after={"username": username, "role": role, "is_staff": user.is_staff},
     )
     return user
+
+
+@transaction.atomic
+def user_token_issue(*, user, by: Actor):
+    """The user's API token, created on first sign-in. Issuing one is audited."""
+    from rest_framework.authtoken.models import Token
+
+    token, created = Token.objects.get_or_create(user=user)
+    if created:
+        audit.record(
+            by=by, action="user.token_issued", obj=user, after={"username": user.get_username()}
+        )
+    return token
