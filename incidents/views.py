@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from incidents import selectors, services
 from incidents.access import get_incident_for
@@ -29,7 +29,7 @@ def _form_error_text(form) -> str:
     return " ".join(str(message) for errors in form.errors.values() for message in errors)
 
 
-@require_GET
+@require_safe
 @permission_required("incidents.view_incident", raise_exception=True)
 def incident_list(request: HttpRequest) -> HttpResponse:
     filters = IncidentFilterForm(request.GET or None)
@@ -60,7 +60,7 @@ def incident_create(request: HttpRequest) -> HttpResponse:
     return render(request, "incidents/form.html", {"form": form, "incident": None})
 
 
-@require_GET
+@require_safe
 def incident_detail(request: HttpRequest, reference: str) -> HttpResponse:
     incident = get_incident_for(request.user, reference, "incidents.view_incident")
     ctx = {

@@ -1,11 +1,14 @@
 """The staff web UI for incidents, tested as a person using it would notice."""
 
 import re
+import threading
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.messages import get_messages
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -19,6 +22,12 @@ User = get_user_model()
 
 LIST = reverse("incidents:list")
 CREATE = reverse("incidents:create")
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The named users are created per test; the real hasher's cost adds minutes.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def url(name: str, incident: Incident | str) -> str:
@@ -470,6 +479,38 @@ def test_double_submitted_transition_shows_a_clear_error_not_a_500(login, suppor
     assert TimelineEntry.objects.filter(kind="status").count() == 1
 
 
+def test_two_people_clicking_the_same_transition_at_once_get_one_change_and_one_error(
+    transactional_audit, support_sam, comms_cleo, incident
+):
+    barrier = threading.Barrier(2)
+    outcomes = {}
+
+    def click(user):
+        client = Client()
+        client.force_login(user)
+        barrier.wait()
+        try:
+            response = client.post(url("transition", incident), {"to_status": "investigating"})
+            outcomes[user.username] = (
+                response.status_code,
+                [str(m) for m in get_messages(response.wsgi_request)],
+            )
+        finally:
+            connection.close()  # this thread's own connection
+
+    threads = [threading.Thread(target=click, args=(u,)) for u in (support_sam, comms_cleo)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert [status for status, _ in outcomes.values()] == [302, 302]
+    messages = sorted(message for _, ms in outcomes.values() for message in ms)
+    assert messages[0].startswith("An incident cannot go from Investigating to Investigating.")
+    assert messages[1] == f"{incident.reference} is now Investigating."
+    assert TimelineEntry.objects.filter(incident=incident, kind="status").count() == 1
+
+
 def test_unknown_status_is_refused_with_a_message(login, support_sam, incident):
     response = login(support_sam).post(
         url("transition", incident), {"to_status": "closed"}, follow=True
@@ -704,4 +745,5 @@ def test_every_page_renders_without_inline_styles_or_scripts(login, client, supp
         assert not re.search(r"\sstyle\s*=", html, re.IGNORECASE), page.request["PATH_INFO"]
         assert "<style" not in html
         assert "<script" not in html
+        assert "{#" not in html and "{%" not in html, "template syntax leaked into the page"
         assert "/static/css/amends.css" in html
