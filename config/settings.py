@@ -96,6 +96,8 @@ TEMPLATES = [
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # One test database per process, so parallel runs on one server never collide.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_amends_{os.getpid()}"}
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -230,6 +232,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a `status`; name each enum after its model, not "StatusEnum".
+    "ENUM_NAME_OVERRIDES": {
+        "IncidentStatusEnum": "incidents.models.incident.Status",
+        "IncidentSeverityEnum": "incidents.models.incident.Severity",
+    },
 }
 
 # --- Security -----------------------------------------------------------------
@@ -279,3 +286,18 @@ LOGGING = {
     "loggers": {"axes": {"level": "WARNING"}},
 }
 TEST_RUNNER = "config.testrunner.PytestRunner"
+
+# Key for address pseudonyms in audit entries and exports. Keep it stable: changing
+# it makes old and new pseudonyms of the same person differ.
+PSEUDONYM_KEY = envsecret("PSEUDONYM_KEY")
+
+# --- Send log ---
+# Uploads above this size are refused before anything is stored (2 GiB).
+SENDLOG_MAX_UPLOAD_BYTES = envint("SENDLOG_MAX_UPLOAD_BYTES", default=2 * 1024**3)
+# A longer line (or CSV row) is reported as a bad row and skipped, never held in memory.
+SENDLOG_MAX_LINE_BYTES = envint("SENDLOG_MAX_LINE_BYTES", default=64 * 1024)
+# Rows per committed batch of a file import: memory use and progress granularity.
+SENDLOG_BATCH_ROWS = envint("SENDLOG_BATCH_ROWS", default=50_000)
+SENDLOG_API_MAX_ROWS = envint("SENDLOG_API_MAX_ROWS", default=10_000)
+# prune_sendlog deletes send log entries sent longer ago than this.
+SENDLOG_RETENTION_DAYS = envint("SENDLOG_RETENTION_DAYS", default=400)

@@ -9,7 +9,25 @@ from django.apps import apps as global_apps
 SUPPORT, COMMS, AUDITOR, ADMIN = "Support", "Comms", "Auditor", "Admin"
 ROLE_NAMES = (SUPPORT, COMMS, AUDITOR, ADMIN)
 
-_READ = ["incidents.view_incident"]
+_READ = [
+    "incidents.view_incident",
+    "incidents.view_sendlogentry",
+    "incidents.view_sendlogimport",
+    "incidents.view_audiencequery",
+    "incidents.view_affectedperson",
+    "incidents.view_segment",
+    "campaigns.view_suppression",
+]
+# Finding and shaping the audience: import the send log, freeze, segment, trim the list.
+_AUDIENCE = [
+    "incidents.import_sendlog",
+    "incidents.add_audiencequery",
+    "incidents.change_affectedperson",
+    "incidents.add_segment",
+    "incidents.change_segment",
+    "incidents.delete_segment",
+    "campaigns.add_suppression",
+]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     SUPPORT: [
@@ -18,6 +36,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "incidents.change_incident",
         "incidents.transition_incident",
         "incidents.add_note",
+        *_AUDIENCE,
     ],
     COMMS: [*_READ, "incidents.transition_incident", "incidents.add_note"],
     AUDITOR: [*_READ, "incidents.view_auditentry", "incidents.verify_audit"],
@@ -30,6 +49,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "incidents.view_auditentry",
         "incidents.verify_audit",
         "incidents.view_timelineentry",
+        *_AUDIENCE,
+        "campaigns.delete_suppression",
         "auth.view_user",
         "auth.add_user",
         "auth.change_user",
