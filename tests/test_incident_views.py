@@ -475,7 +475,7 @@ def test_double_submitted_transition_shows_a_clear_error_not_a_500(login, suppor
 
     assert again.status_code == 200
     [message] = messages_of(again)
-    assert message.startswith("An incident cannot go from Investigating to Investigating.")
+    assert message.startswith("This incident is already Investigating.")
     assert TimelineEntry.objects.filter(kind="status").count() == 1
 
 
@@ -506,7 +506,7 @@ def test_two_people_clicking_the_same_transition_at_once_get_one_change_and_one_
 
     assert [status for status, _ in outcomes.values()] == [302, 302]
     messages = sorted(message for _, ms in outcomes.values() for message in ms)
-    assert messages[0].startswith("An incident cannot go from Investigating to Investigating.")
+    assert messages[0].startswith("This incident is already Investigating.")
     assert messages[1] == f"{incident.reference} is now Investigating."
     assert TimelineEntry.objects.filter(incident=incident, kind="status").count() == 1
 

@@ -122,3 +122,29 @@ def test_an_update_that_changes_nothing_writes_nothing(incident, support_sam):
 def test_an_empty_note_is_refused(incident, support_sam):
     with pytest.raises(ValidationError, match="cannot be empty"):
         services.incident_add_note(incident=incident, body="   ", by=_by(support_sam))
+
+
+def test_recording_the_regulator_notification_stops_the_clock(support_sam):
+    by = _by(support_sam)
+    aware = timezone.now() - timezone.timedelta(hours=80)
+    incident = services.incident_open(
+        by=by, title="A", summary="a", personal_data_exposed=True, became_aware_at=aware
+    )
+    assert incident.regulator_clock()["level"] == "overdue"
+    incident = services.incident_record_regulator_notification(
+        incident=incident,
+        notified_at=aware + timezone.timedelta(hours=70),
+        reference="ICO-123",
+        by=by,
+    )
+    assert incident.regulator_clock()["level"] == "notified"
+    assert "ICO-123" in incident.timeline.last().body
+    assert "after the 72-hour deadline" not in incident.timeline.last().body
+
+
+def test_a_repeated_status_change_says_the_incident_is_already_there(incident, support_sam):
+    services.incident_transition(incident=incident, to_status="investigating", by=_by(support_sam))
+    with pytest.raises(IllegalTransition, match="already Investigating"):
+        services.incident_transition(
+            incident=incident, to_status="investigating", by=_by(support_sam)
+        )

@@ -67,6 +67,8 @@ class Incident(models.Model):
     )
     personal_data_exposed = models.BooleanField(default=False)
     became_aware_at = models.DateTimeField(null=True, blank=True)
+    regulator_notified_at = models.DateTimeField(null=True, blank=True)
+    regulator_reference = models.CharField(max_length=200, blank=True)
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
@@ -115,6 +117,8 @@ class Incident(models.Model):
         """Move to `status` or raise IllegalTransition. Returns the previous status."""
         if status not in Status.values:
             raise IllegalTransition(f"“{status}” is not an incident status.")
+        if status == self.status:
+            raise IllegalTransition(f"This incident is already {Status(status).label}.")
         if status not in self.allowed_transitions():
             allowed = ", ".join(Status(s).label for s in self.allowed_transitions())
             raise IllegalTransition(
@@ -136,10 +140,15 @@ class Incident(models.Model):
         return self.became_aware_at + timedelta(hours=settings.REGULATOR_DEADLINE_HOURS)
 
     def regulator_clock(self, now: datetime | None = None) -> dict | None:
-        """Where the 72-hour clock stands: remaining time and a level for the UI."""
+        """Where the 72-hour clock stands: remaining time and a level for the UI.
+
+        Levels: ok, warning (within REGULATOR_WARNING_HOURS), overdue, notified.
+        """
         deadline = self.regulator_deadline
         if deadline is None:
             return None
+        if self.regulator_notified_at:
+            return {"deadline": deadline, "remaining": None, "level": "notified"}
         remaining = deadline - (now or timezone.now())
         warn = timedelta(hours=settings.REGULATOR_WARNING_HOURS)
         if remaining <= timedelta(0):

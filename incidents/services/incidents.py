@@ -195,3 +195,40 @@ def user_token_issue(*, user, by: Actor):
             by=by, action="user.token_issued", obj=user, after={"username": user.get_username()}
         )
     return token
+
+
+@transaction.atomic
+def incident_record_regulator_notification(
+    *, incident: Incident, notified_at: datetime, reference: str, by: Actor
+) -> Incident:
+    """Record that the regulator was told (GDPR Art. 33); this stops the 72-hour clock."""
+    from django.core.exceptions import ValidationError
+
+    incident = Incident.objects.select_for_update().get(pk=incident.pk)
+    if not incident.personal_data_exposed:
+        raise ValidationError("Only an incident that exposed personal data has a regulator clock.")
+    if notified_at > timezone.now():
+        raise ValidationError({"notified_at": "The notification cannot be in the future."})
+    before = audit.snapshot(incident, ["regulator_notified_at", "regulator_reference"])
+    incident.regulator_notified_at = notified_at
+    incident.regulator_reference = reference.strip()
+    incident.updated_at = timezone.now()
+    incident.save(update_fields=["regulator_notified_at", "regulator_reference", "updated_at"])
+    late = notified_at > incident.regulator_deadline
+    TimelineEntry.objects.create(
+        incident=incident,
+        kind=TimelineEntry.Kind.SYSTEM,
+        body=f"Regulator notified{' after the 72-hour deadline' if late else ''}"
+        f"{f' (reference {incident.regulator_reference})' if incident.regulator_reference else ''}.",
+        author=by.user,
+        data={"late": late},
+    )
+    audit.record(
+        by=by,
+        action="incident.regulator_notified",
+        obj=incident,
+        incident=incident,
+        before=before,
+        after=audit.snapshot(incident, ["regulator_notified_at", "regulator_reference"]),
+    )
+    return incident
