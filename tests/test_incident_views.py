@@ -506,8 +506,10 @@ def test_two_people_clicking_the_same_transition_at_once_get_one_change_and_one_
 
     assert [status for status, _ in outcomes.values()] == [302, 302]
     messages = sorted(message for _, ms in outcomes.values() for message in ms)
-    assert messages[0].startswith("This incident is already Investigating.")
-    assert messages[1] == f"{incident.reference} is now Investigating."
+    assert messages == [
+        f"{incident.reference} is now Investigating.",
+        "This incident is already Investigating.",
+    ]
     assert TimelineEntry.objects.filter(incident=incident, kind="status").count() == 1
 
 
