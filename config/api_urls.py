@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from incidents import api
+from incidents.api import incidents as api
 
 urlpatterns = [
     path("auth/token/", api.TokenApi.as_view(), name="api-token"),

@@ -12,8 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.signals import user_logged_in
 from django.utils.csp import CSP
 from django.views.decorators.csp import csp_override
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
@@ -22,20 +21,13 @@ from rest_framework.response import Response
 from incidents import selectors, services
 from incidents.access import HasPerms, get_incident_for
 from incidents.actors import Actor, client_ip
+from incidents.api.helpers import REFERENCE
 from incidents.api_common import ApiView, JsonErrorsMixin, Pagination, error_responses
 from incidents.models import Incident, TimelineEntry
 
 User = get_user_model()
 
 VIEW_INCIDENT = "incidents.view_incident"
-
-REFERENCE = OpenApiParameter(
-    "reference",
-    OpenApiTypes.STR,
-    OpenApiParameter.PATH,
-    description="The incident reference, e.g. INC-2026-0001.",
-)
-
 
 # --- Output ---------------------------------------------------------------------
 
