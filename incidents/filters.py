@@ -86,7 +86,9 @@ class AudienceFilter:
         for key in metadata:
             if not _KEY.match(key):
                 raise ValidationError(
-                    {"metadata": f"“{key}” is not a metadata key (letters, digits and single _ only)."}
+                    {
+                        "metadata": f"“{key}” is not a metadata key (letters, digits and single _ only)."
+                    }
                 )
         domain = (data.get("domain") or "").strip().lstrip("@")
         if domain:
