@@ -2,22 +2,89 @@
 
 from django.urls import path, re_path
 
+from campaigns import api as campaigns_api
+from incidents.api import audience, sendlog
 from incidents.api import incidents as api
+
+INCIDENT = "incidents/<str:reference>/"
 
 urlpatterns = [
     path("auth/token/", api.TokenApi.as_view(), name="api-token"),
     path("incidents/", api.IncidentListApi.as_view(), name="api-incident-list"),
-    path("incidents/<str:reference>/", api.IncidentDetailApi.as_view(), name="api-incident-detail"),
+    path(INCIDENT, api.IncidentDetailApi.as_view(), name="api-incident-detail"),
     path(
-        "incidents/<str:reference>/transition/",
+        f"{INCIDENT}transition/",
         api.IncidentTransitionApi.as_view(),
         name="api-incident-transition",
     ),
     path(
-        "incidents/<str:reference>/timeline/",
+        f"{INCIDENT}timeline/",
         api.IncidentTimelineApi.as_view(),
         name="api-incident-timeline",
     ),
+    # --- Audience ---------------------------------------------------------------
+    path(f"{INCIDENT}audience/", audience.AudienceSummaryApi.as_view(), name="api-audience"),
+    path(
+        f"{INCIDENT}audience/preview/",
+        audience.AudiencePreviewApi.as_view(),
+        name="api-audience-preview",
+    ),
+    path(
+        f"{INCIDENT}audience/freeze/",
+        audience.AudienceFreezeApi.as_view(),
+        name="api-audience-freeze",
+    ),
+    path(
+        f"{INCIDENT}audience/queries/",
+        audience.AudienceQueryListApi.as_view(),
+        name="api-audience-queries",
+    ),
+    path(f"{INCIDENT}affected/", audience.AffectedListApi.as_view(), name="api-affected-list"),
+    path(
+        f"{INCIDENT}affected/import/",
+        audience.AffectedImportApi.as_view(),
+        name="api-affected-import",
+    ),
+    path(
+        f"{INCIDENT}affected/<int:pk>/remove/",
+        audience.AffectedRemoveApi.as_view(),
+        name="api-affected-remove",
+    ),
+    path(f"{INCIDENT}segments/", audience.SegmentListApi.as_view(), name="api-segment-list"),
+    path(
+        f"{INCIDENT}segments/<int:pk>/",
+        audience.SegmentDetailApi.as_view(),
+        name="api-segment-detail",
+    ),
+    # --- Send log -----------------------------------------------------------------
+    path("sendlog/", sendlog.SendLogListApi.as_view(), name="api-sendlog-list"),
+    path("sendlog/batch/", sendlog.SendLogBatchApi.as_view(), name="api-sendlog-batch"),
+    path(
+        "sendlog/imports/", sendlog.SendLogImportListApi.as_view(), name="api-sendlog-import-list"
+    ),
+    path(
+        "sendlog/imports/<int:pk>/",
+        sendlog.SendLogImportDetailApi.as_view(),
+        name="api-sendlog-import-detail",
+    ),
+    path(
+        "sendlog/imports/<int:pk>/error-report/",
+        sendlog.SendLogImportErrorReportApi.as_view(),
+        name="api-sendlog-import-error-report",
+    ),
+    # --- Suppressions -------------------------------------------------------------
+    path("suppressions/", campaigns_api.SuppressionListApi.as_view(), name="api-suppression-list"),
+    path(
+        "suppressions/import/",
+        campaigns_api.SuppressionImportApi.as_view(),
+        name="api-suppression-import",
+    ),
+    path(
+        "suppressions/<int:pk>/",
+        campaigns_api.SuppressionDetailApi.as_view(),
+        name="api-suppression-detail",
+    ),
+    # --- Schema and docs ----------------------------------------------------------
     path("schema/", api.SchemaApi.as_view(), name="api-schema"),
     path("docs/", api.docs, name="api-docs"),
     # Keep last: any other /api/ path answers 404 in the API's error format.

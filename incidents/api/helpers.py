@@ -1,8 +1,8 @@
 """What several API modules share: the incident path parameter, cursor pagination, CSV bodies."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter
-from rest_framework import exceptions
+from drf_spectacular.utils import OpenApiParameter, extend_schema_field
+from rest_framework import exceptions, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import BaseParser
 
@@ -15,8 +15,9 @@ REFERENCE = OpenApiParameter(
 
 
 def id_parameter(what: str) -> OpenApiParameter:
+    # "id": drf-spectacular shows a `pk` path variable as `id` (SCHEMA_COERCE_PATH_PK).
     return OpenApiParameter(
-        "pk", OpenApiTypes.INT, OpenApiParameter.PATH, description=f"The {what}'s id."
+        "id", OpenApiTypes.INT, OpenApiParameter.PATH, description=f"The {what}'s id."
     )
 
 
@@ -91,3 +92,27 @@ def csv_text(request, field: str = "file") -> str:
 def form_or_query(request):
     """The other fields of an upload: the multipart form, or the query string with a CSV body."""
     return request.query_params if sent_as_csv_body(request) else request.data
+
+
+@extend_schema_field(
+    {
+        "oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}],
+        "description": "A list of tags, or one text with the tags separated by ; or ,.",
+    }
+)
+class TagsField(serializers.Field):
+    """Tags as a list of text, or as one text separated by ; or , (as the files carry them)."""
+
+    default_error_messages = {
+        "invalid": "Give tags as a list of text, or as one text separated by ; or ,."
+    }
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            return data
+        if isinstance(data, list) and all(isinstance(tag, str) for tag in data):
+            return data
+        self.fail("invalid")
+
+    def to_representation(self, value):
+        return value
