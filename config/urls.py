@@ -7,6 +7,7 @@ from incidents import health
 
 urlpatterns = [
     path("", include("incidents.urls")),
+    path("", include("campaigns.urls")),
     path("api/", include("config.api_urls")),
     path("admin/", admin.site.urls),
     path(

@@ -15,4 +15,6 @@ class IncidentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        post_migrate.connect(_sync_roles, sender=self, dispatch_uid="amends-sync-roles")
+        # After every app's post_migrate, not just ours: campaigns is installed after
+        # incidents, so its permissions (suppressions) only exist once its turn came.
+        post_migrate.connect(_sync_roles, dispatch_uid="amends-sync-roles")

@@ -4,6 +4,8 @@ Each view names the permission it needs, parses input, calls one service and
 renders. Login is enforced for every view by LoginRequiredMiddleware.
 """
 
+from datetime import UTC
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
@@ -17,6 +19,8 @@ from incidents import selectors, services
 from incidents.access import get_incident_for
 from incidents.actors import Actor
 from incidents.forms import IncidentFilterForm, IncidentForm, NoteForm, TransitionForm
+from incidents.forms_audience import RegulatorNotificationForm
+from incidents.models import SendLogEntry
 
 PAGE_SIZE = 25
 
@@ -70,7 +74,12 @@ def incident_detail(request: HttpRequest, reference: str) -> HttpResponse:
         "timeline": selectors.incident_timeline(incident=incident),
         "note_form": NoteForm(),
         "transition_form": TransitionForm(),
+        "regulator_form": RegulatorNotificationForm(),
+        "tab": "overview",
     }
+    if request.user.has_perm("incidents.view_affectedperson"):
+        ctx["audience"] = selectors.audience_summary(incident=incident)
+        ctx["sendlog_empty"] = not SendLogEntry.objects.exists()
     return render(request, "incidents/detail.html", ctx)
 
 
@@ -141,3 +150,36 @@ def incident_add_note(request: HttpRequest, reference: str) -> HttpResponse:
         return redirect(incident)
     messages.success(request, "Note added.")
     return redirect(f"{incident.get_absolute_url()}#timeline")
+
+
+@require_POST
+def regulator_notification(request: HttpRequest, reference: str) -> HttpResponse:
+    """Permission: incidents.change_incident. Records the notification; stops the clock."""
+    incident = get_incident_for(request.user, reference, "incidents.change_incident")
+    back = f"{incident.get_absolute_url()}#regulator"
+    if incident.regulator_notified_at:
+        when = incident.regulator_notified_at.astimezone(UTC).strftime("%-d %b %Y, %H:%M UTC")
+        messages.error(
+            request, f"Nothing changed: the regulator notification ({when}) is already recorded."
+        )
+        return redirect(back)
+    form = RegulatorNotificationForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_error_text(form))
+        return redirect(back)
+    try:
+        services.incident_record_regulator_notification(
+            incident=incident,
+            notified_at=form.cleaned_data["notified_at"],
+            reference=form.cleaned_data["reference"],
+            by=Actor.from_request(request),
+        )
+    except ValidationError as exc:
+        messages.error(request, _error_text(exc))
+        return redirect(back)
+    messages.success(
+        request,
+        f"Regulator notification recorded. The {settings.REGULATOR_DEADLINE_HOURS}-hour clock "
+        "is stopped.",
+    )
+    return redirect(back)

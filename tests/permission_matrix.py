@@ -31,6 +31,61 @@ MATRIX: dict[str, dict[str, dict[str, int]]] = {
         "GET": row(302, 405, 405, 405, 405),
         "POST": row(302, 302, 302, 403, 302),
     },
+    # --- Audience UI ----------------------------------------------------------
+    # Empty posts: a form with errors (200), or a redirect back with a message (302).
+    "incidents:regulator-notification": {
+        "GET": row(302, 405, 405, 405, 405),
+        "POST": row(302, 302, 403, 403, 302),
+    },
+    "incidents:audience": {"GET": READ_ALL},
+    "incidents:audience-freeze": {
+        "GET": row(302, 405, 405, 405, 405),
+        "POST": row(302, 302, 403, 403, 302),
+    },
+    "incidents:segments": {"GET": READ_ALL},
+    "incidents:segment-create": {
+        "GET": row(302, 405, 405, 405, 405),
+        "POST": row(302, 200, 403, 403, 200),
+    },
+    "incidents:segment-edit": {
+        "GET": row(302, 200, 403, 403, 200),
+        "POST": row(302, 200, 403, 403, 200),
+    },
+    # A post without the confirmation page's field goes to that page.
+    "incidents:segment-delete": {
+        "GET": row(302, 200, 403, 403, 200),
+        "POST": row(302, 302, 403, 403, 302),
+    },
+    "incidents:people": {"GET": READ_ALL},
+    "incidents:people-add": {
+        "GET": row(302, 200, 403, 403, 200),
+        "POST": row(302, 200, 403, 403, 200),
+    },
+    "incidents:person-remove": {
+        "GET": row(302, 200, 403, 403, 200),
+        "POST": row(302, 200, 403, 403, 200),
+    },
+    "incidents:sendlog-imports": {"GET": READ_ALL},
+    "incidents:sendlog-import-start": {
+        "GET": row(302, 405, 405, 405, 405),
+        "POST": row(302, 200, 403, 403, 200),
+    },
+    "incidents:sendlog-import": {"GET": READ_ALL},
+    # The report quotes the file's rows: importers only. (404: the fixture import has none.)
+    "incidents:sendlog-import-errors": {"GET": row(302, 404, 403, 403, 404)},
+    "campaigns:suppressions": {"GET": READ_ALL},
+    "campaigns:suppression-add": {
+        "GET": row(302, 405, 405, 405, 405),
+        "POST": row(302, 200, 403, 403, 200),
+    },
+    "campaigns:suppression-import": {
+        "GET": row(302, 405, 405, 405, 405),
+        "POST": row(302, 200, 403, 403, 200),
+    },
+    "campaigns:suppression-lift": {
+        "GET": row(302, 403, 403, 403, 200),
+        "POST": row(302, 403, 403, 403, 200),
+    },
     # --- JSON API -----------------------------------------------------------
     "api-token": {"GET": row(405, 405, 405, 405, 405), "POST": row(400, 400, 400, 400, 400)},
     "api-incident-list": {"GET": API_READ_ALL, "POST": row(401, 400, 403, 403, 400)},

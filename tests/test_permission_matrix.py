@@ -54,7 +54,49 @@ def _url(name: str, incident) -> str:
         ("incidents:detail", "incidents:edit", "incidents:transition", "incidents:add-note")
     ) or re.match(r"api-incident-(detail|transition|timeline)", name):
         kwargs["reference"] = incident.reference
+    kwargs.update(_audience_ui_kwargs(name, incident))
     return reverse(name, kwargs=kwargs or None)
+
+
+# Audience UI routes that take the incident's reference, and the object ids some take.
+_AUDIENCE_UI_ON_INCIDENT = (
+    "incidents:regulator-notification",
+    "incidents:audience",
+    "incidents:segment",
+    "incidents:people",
+    "incidents:person-remove",
+)
+
+
+def _audience_ui_kwargs(name: str, incident) -> dict:
+    """Ids for the audience, send log and suppression pages, made without audit entries
+    (so the auditor test's before-and-after counts see only the request)."""
+    from campaigns.models import Suppression
+    from incidents.models import AffectedPerson, Segment, SendLogImport
+
+    kwargs = {}
+    if name.startswith(_AUDIENCE_UI_ON_INCIDENT):
+        kwargs["reference"] = incident.reference
+    if name in ("incidents:segment-edit", "incidents:segment-delete"):
+        kwargs["segment_id"] = Segment.objects.create(incident=incident, name="Germany").pk
+    elif name == "incidents:person-remove":
+        everyone = Segment.objects.create(incident=incident, name="Everyone else", is_default=True)
+        person = AffectedPerson.objects.create(
+            incident=incident,
+            address="a@example.com",
+            original_address="a@example.com",
+            segment=everyone,
+        )
+        kwargs["person_id"] = person.pk
+    elif name in ("incidents:sendlog-import", "incidents:sendlog-import-errors"):
+        imp = SendLogImport.objects.create(file_name="log.csv", file_format="csv", status="done")
+        kwargs["import_id"] = imp.pk
+    elif name == "campaigns:suppression-lift":
+        suppression = Suppression.objects.create(
+            address="b@example.com", reason="complaint", source="manual"
+        )
+        kwargs["suppression_id"] = suppression.pk
+    return kwargs
 
 
 CASES = [(name, method) for name, methods in MATRIX.items() for method in methods]
