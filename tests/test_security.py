@@ -10,6 +10,7 @@ from importlib import import_module
 import pytest
 from django.conf import settings as django_settings
 from django.test import Client
+from django.urls import reverse
 
 from tests.conftest import PASSWORD
 
@@ -150,6 +151,20 @@ def test_each_response_gets_its_own_script_nonce(client):
     assert _script_nonce(first) != _script_nonce(second)
     for response in (first, second):
         assert f'nonce="{_script_nonce(response)}"' in response.content.decode()
+
+
+def test_the_apps_own_scripts_carry_the_nonce_of_their_response(login, support_sam, incident):
+    client = login(support_sam)
+    url = reverse("incidents:audience", kwargs={"reference": incident.reference})
+    first, second = client.get(url), client.get(url)
+
+    assert first.status_code == second.status_code == 200
+    assert _script_nonce(first) != _script_nonce(second)
+    for response in (first, second):
+        scripts = re.findall(r"<script\b[^>]*>", response.content.decode())
+        assert scripts, "the audience page loads htmx"
+        for tag in scripts:
+            assert f'nonce="{_script_nonce(response)}"' in tag, tag
 
 
 def test_content_security_policy_forbids_framing_and_foreign_forms(client):
