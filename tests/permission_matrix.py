@@ -92,6 +92,38 @@ MATRIX: dict[str, dict[str, dict[str, int]]] = {
     "api-incident-detail": {"GET": API_READ_ALL, "PATCH": row(401, 200, 403, 403, 200)},
     "api-incident-transition": {"POST": row(401, 400, 400, 403, 400)},
     "api-incident-timeline": {"GET": API_READ_ALL, "POST": row(401, 400, 400, 403, 400)},
+    # --- Audience API ---------------------------------------------------------
+    # Writes are sent empty: 400 from validation, or 415 where only JSON is taken
+    # (the test client posts an empty form).
+    "api-sendlog-list": {"GET": API_READ_ALL},
+    "api-sendlog-batch": {"POST": row(401, 415, 403, 403, 415)},
+    "api-sendlog-import-list": {"GET": API_READ_ALL, "POST": row(401, 400, 403, 403, 400)},
+    "api-sendlog-import-detail": {"GET": API_READ_ALL},
+    # The report quotes the file's lines: importers only. (404: the fixture import has none.)
+    "api-sendlog-import-error-report": {"GET": row(401, 404, 403, 403, 404)},
+    "api-audience": {"GET": API_READ_ALL},
+    # A POST only because the filters are a body; it changes nothing, so every role
+    # that may read the send log may preview.
+    "api-audience-preview": {
+        "GET": row(401, 405, 405, 405, 405),
+        "POST": row(401, 415, 415, 415, 415),
+    },
+    "api-audience-freeze": {"POST": row(401, 415, 403, 403, 415)},
+    "api-audience-queries": {"GET": API_READ_ALL},
+    "api-affected-list": {"GET": API_READ_ALL},
+    "api-affected-import": {"POST": row(401, 400, 403, 403, 400)},
+    "api-affected-remove": {"POST": row(401, 400, 403, 403, 400)},
+    "api-segment-list": {"GET": API_READ_ALL, "POST": row(401, 415, 403, 403, 415)},
+    # The fixture's segment is the default one: it can be renamed, never deleted (400).
+    "api-segment-detail": {
+        "GET": API_READ_ALL,
+        "PATCH": row(401, 200, 403, 403, 200),
+        "DELETE": row(401, 400, 403, 403, 400),
+    },
+    "api-suppression-list": {"GET": API_READ_ALL, "POST": row(401, 400, 403, 403, 400)},
+    "api-suppression-import": {"POST": row(401, 400, 403, 403, 400)},
+    # Lifting a suppression is the Admin's alone (and needs a reason: 400 when empty).
+    "api-suppression-detail": {"GET": API_READ_ALL, "DELETE": row(401, 403, 403, 403, 400)},
     "api-schema": {"GET": API_READ_ALL},
     "api-docs": {"GET": row(302, 200, 200, 200, 200)},
     "api-not-found": {"GET": row(404, 404, 404, 404, 404)},

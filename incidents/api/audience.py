@@ -489,6 +489,7 @@ class SegmentListApi(ApiView):
     read_perm = "incidents.view_segment"
     write_perm = "incidents.add_segment"
     pagination_class = Pagination
+    parser_classes = [JSONParser]  # rules are JSON objects
 
     @extend_schema(
         operation_id="segments_list",
@@ -546,6 +547,8 @@ class SegmentDetailApi(ApiView):
     # Two writes with two permissions. HasPerms and the 403 message read
     # `write_perm`, so it names the one for this request's method.
     write_perms = {"PATCH": "incidents.change_segment", "DELETE": "incidents.delete_segment"}
+
+    parser_classes = [JSONParser]  # rules are JSON objects
 
     @property
     def write_perm(self) -> str | None:
