@@ -39,8 +39,9 @@ class NewestFirst(CursorById):
     ordering = "-id"
 
 
-# Bigger than any list the CSV services accept (100,000 rows of at most 320-character addresses).
-MAX_CSV_BYTES = 32 * 1024 * 1024
+# Room for the largest files the CSV services take (1,000,000 suppressions, 100,000 extra
+# people). They hold the whole text in memory, so the bound is checked before decoding.
+MAX_CSV_BYTES = 64 * 1024 * 1024
 
 
 class CsvParser(BaseParser):
