@@ -38,3 +38,24 @@ __all__ = [
     "user_create_with_role",
     "user_token_issue",
 ]
+
+# Send log ingest (appended so parallel work on the lists above does not conflict).
+from incidents.services.sendlog import (  # noqa: E402
+    IngestResult,
+    sendlog_import_file,
+    sendlog_import_run,
+    sendlog_import_start,
+    sendlog_ingest_rows,
+    sendlog_prune,
+    sendlog_record_event,
+)
+
+__all__ += [
+    "IngestResult",
+    "sendlog_import_file",
+    "sendlog_import_run",
+    "sendlog_import_start",
+    "sendlog_ingest_rows",
+    "sendlog_prune",
+    "sendlog_record_event",
+]

@@ -1,0 +1,113 @@
+"""Helpers for the benchmarks: a PostgreSQL database of their own, timing and peak memory.
+
+Benchmarks run the real commands as subprocesses, so what they measure is what
+an operator gets: Django start-up included, and the peak RSS of that process alone.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "bench" / "data"
+PYTHON = sys.executable
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/amends_bench"
+
+
+def database_url() -> str:
+    return os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_URL
+
+
+def django_env(url: str) -> dict[str, str]:
+    """The environment for manage.py: the bench database, and media under bench/data/."""
+    env = dict(os.environ)
+    env["DATABASE_URL"] = url
+    env.setdefault("AMENDS_VAR_DIR", str(DATA / "var"))
+    env.pop("REDIS_URL", None)
+    return env
+
+
+def psql(url: str, *args: str, capture: bool = False) -> str:
+    result = subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, *args],
+        check=True,
+        text=True,
+        capture_output=capture,
+    )
+    return result.stdout if capture else ""
+
+
+def ensure_database(url: str) -> None:
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    exists = psql(
+        admin, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'", capture=True
+    )
+    if exists.strip() != "1":
+        psql(admin, "-c", f'CREATE DATABASE "{name}"')
+
+
+def migrate(url: str) -> None:
+    subprocess.run(
+        [PYTHON, "manage.py", "migrate", "--no-input", "-v0", "--skip-checks"],
+        cwd=ROOT,
+        env=django_env(url),
+        check=True,
+    )
+
+
+@dataclass(frozen=True)
+class Measured:
+    seconds: float
+    peak_rss_mb: float
+    stdout: str
+    stderr: str
+
+
+def run_measured(command: list[str], *, env: dict[str, str] | None = None) -> Measured:
+    """Run `command`; wall time, and the peak RSS of that process (from wait4's rusage)."""
+    started = time.monotonic()
+    with (
+        open(DATA / ".stdout", "w+") as out,
+        open(DATA / ".stderr", "w+") as err,
+    ):
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.monotonic() - started
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if process.returncode:
+        sys.stderr.write(stdout + stderr)
+        raise SystemExit(f"{' '.join(command)} failed with exit code {process.returncode}")
+    # ru_maxrss is in KiB on Linux.
+    return Measured(seconds, usage.ru_maxrss / 1024, stdout, stderr)
+
+
+def require(tool: str) -> None:
+    if shutil.which(tool) is None:
+        raise SystemExit(f"{tool} is needed for this benchmark")
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    try:
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        model = "unknown CPU"
+    try:
+        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        load = "?"
+    return f"{cpus} CPUs ({model}), load average {load}"
