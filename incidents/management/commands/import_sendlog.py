@@ -46,6 +46,12 @@ class Command(BaseCommand):
         except SendLogFileError as exc:
             self._end_progress()
             raise CommandError(f"{path.name}: {exc} Nothing was imported.") from None
+        except Exception as exc:
+            self._end_progress()
+            raise CommandError(
+                f"{path.name}: the import stopped: {exc.__class__.__name__}: {exc}. The batches "
+                "before it are in (see the import's counts); running the same file again is safe."
+            ) from exc
         self._end_progress()
         self._summary(imp, time.monotonic() - started)
 
