@@ -201,7 +201,9 @@ ANYMAIL = {
         "MAILGUN_SENDER_DOMAIN": os.environ.get("MAILGUN_SENDER_DOMAIN"),
         "MAILGUN_API_URL": os.environ.get("MAILGUN_API_URL"),
         "MAILGUN_WEBHOOK_SIGNING_KEY": envsecret("MAILGUN_WEBHOOK_SIGNING_KEY"),
-        "WEBHOOK_SECRET": envsecret("WEBHOOK_SECRET"),
+        # "user:password" for the webhooks' HTTP basic auth. Several, comma-separated,
+        # while rotating: the ESP may use any of them until it is switched over.
+        "WEBHOOK_SECRET": [s.strip() for s in envsecret("WEBHOOK_SECRET").split(",") if s.strip()],
     }.items()
     if value
 }
@@ -301,3 +303,8 @@ SENDLOG_BATCH_ROWS = envint("SENDLOG_BATCH_ROWS", default=50_000)
 SENDLOG_API_MAX_ROWS = envint("SENDLOG_API_MAX_ROWS", default=10_000)
 # prune_sendlog deletes send log entries sent longer ago than this.
 SENDLOG_RETENTION_DAYS = envint("SENDLOG_RETENTION_DAYS", default=400)
+
+# --- Bulk work ---
+# work_mem for the big sorts of an audience freeze or preview (PostgreSQL only),
+# set per transaction so the rest of the workload keeps the server default.
+BULK_WORK_MEM = os.environ.get("BULK_WORK_MEM", "256MB")

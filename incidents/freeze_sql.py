@@ -6,6 +6,7 @@ ESP message id. Re-freezing or extending merges message ids, never duplicates
 a person, and never brings back someone removed with a reason.
 """
 
+from django.conf import settings
 from django.db import connection
 
 TABLE = "incidents_affectedperson"
@@ -63,6 +64,16 @@ WHERE rn = 1
 GROUP BY locale
 ORDER BY count(*) DESC, locale
 """
+
+
+def use_bulk_memory(cursor) -> None:
+    """Give this transaction's big sorts room in memory (PostgreSQL's default is 4 MB).
+
+    A freeze or preview sorts every matching message by address; with the
+    default they spill to disk. SET LOCAL ends with the transaction.
+    """
+    if connection.vendor == "postgresql":
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [settings.BULK_WORK_MEM])
 
 
 def freeze_statement(source_sql: str) -> str:

@@ -37,13 +37,14 @@ PREVIEW_SAMPLE_SIZE = 20
 
 def audience_preview(*, filters: AudienceFilter) -> dict:
     """What freezing `filters` would find: messages, distinct people, people per locale, a sample."""
-    from django.db import connection
+    from django.db import connection, transaction
 
-    from incidents.freeze_sql import preview_statement
+    from incidents.freeze_sql import preview_statement, use_bulk_memory
 
     source = filters.queryset().order_by().values("address", "locale", "sent_at", "message_id")
     sql, params = source.query.sql_with_params()
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        use_bulk_memory(cursor)
         cursor.execute(preview_statement(sql), params)
         by_locale = [
             {"locale": locale or "", "people": people, "messages": int(messages)}

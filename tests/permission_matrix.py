@@ -141,4 +141,9 @@ MATRIX: dict[str, dict[str, dict[str, int]]] = {
 # The rest of Django's admin: one decision for all of it, checked above on
 # representative pages. Every admin view requires an active staff user, and
 # only the Admin role is staff.
-PREFIX_DECISIONS = {"admin:": "Admin role only (is_staff), per-model permissions inside"}
+PREFIX_DECISIONS = {
+    "admin:": "Admin role only (is_staff), per-model permissions inside",
+    # Public URLs for ESPs: each needs the WEBHOOK_SECRET basic auth (and the ESP's
+    # signature where it signs); tests/test_webhooks_sendlog.py checks every one.
+    "webhooks:": "ESPs only: WEBHOOK_SECRET basic auth, refused when no secret is set",
+}

@@ -13,7 +13,7 @@ from incidents import audit
 from incidents.actors import Actor
 from incidents.addresses import InvalidAddress, normalise
 from incidents.filters import AudienceFilter, rules_q
-from incidents.freeze_sql import freeze_statement, list_hash_postgres
+from incidents.freeze_sql import freeze_statement, list_hash_postgres, use_bulk_memory
 from incidents.models import AffectedPerson, AudienceQuery, Incident, Segment
 from incidents.models.audience import list_digest
 from incidents.pseudonym import address_ref
@@ -75,6 +75,7 @@ def audience_freeze(*, incident: Incident, filters: AudienceFilter, by: Actor) -
     source_sql, source_params = source.query.sql_with_params()
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
+        use_bulk_memory(cursor)
         cursor.execute(
             freeze_statement(source_sql),
             [incident.pk, segment.pk, query.pk, now, *source_params],
