@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import SuspiciousFileOperation, ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
@@ -318,9 +319,9 @@ def sendlog_import_run(
         report.close()
         _fail(imp, str(exc), by)
         raise
-    except Exception as exc:
+    except BaseException as exc:  # Ctrl-C too: the row must not stay "running"
         report.close()
-        _fail(imp, f"The import stopped: {exc.__class__.__name__}: {exc}", by)
+        _fail(imp, f"The import stopped: {exc.__class__.__name__}: {exc}".rstrip(": "), by)
         raise
     report.close()
     imp.status, imp.finished_at = SendLogImport.Status.DONE, timezone.now()
@@ -407,12 +408,15 @@ def sendlog_import_start(
     """
     limit = settings.SENDLOG_MAX_UPLOAD_BYTES
     too_big = ValidationError(
-        f"The file is larger than the limit of {limit / 1024**3:.1f} GiB: split it, "
+        f"The file is larger than the limit of {filesizeformat(limit)}: split it, "
         "or import it on the server with manage.py import_sendlog."
     )
     if uploaded_file.size is not None and uploaded_file.size > limit:
         raise too_big
-    name = get_valid_filename(Path(uploaded_file.name or "upload").name)[:255]
+    try:
+        name = get_valid_filename(Path(uploaded_file.name or "upload").name)[:255]
+    except SuspiciousFileOperation:
+        name = "upload"
     try:
         file_format = file_format or format_from_name(name)
         if file_format not in FORMATS:
