@@ -2,9 +2,9 @@
 
     python bench/bench_audience.py [--rows 10000000]
 
-Loads bench/data/sendlog-ROWS.bare.csv (made by bench/generate_sendlog.py, with
-the normalised address column) into its own database with psql \\copy, then
-times, in the same run and on the same data:
+Loads bench/data/sendlog-ROWS.csv (made by bench/generate_sendlog.py) into its
+own database with import_sendlog (once; later runs reuse it), then times, in
+the same run and on the same data:
 
 - preview: Amends' audience_preview (messages, people, people per locale,
   sample) against (a) a hand-written query giving the same numbers and
@@ -18,6 +18,7 @@ import argparse
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -25,28 +26,31 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DATA, ensure_database, machine, migrate, psql  # noqa: E402
+from bench.common import DATA, ROOT, django_env, ensure_database, machine, migrate, psql  # noqa: E402
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/amends_bench_audience"
 TEMPLATE = "registry-gift-purchased"
-COLUMNS = (
-    "message_id,recipient,address,customer_id,template,tags,sent_at,locale,metadata,"
-    "status,source,created_at"
-)
 
 
 def load(url: str, rows: int) -> None:
-    path = DATA / f"sendlog-{rows}.bare.csv"
+    """Fill the send log once, through import_sendlog itself; later runs reuse it."""
+    path = DATA / f"sendlog-{rows}.csv"
     if not path.exists():
         raise SystemExit(f"{path} is missing: run python bench/generate_sendlog.py --rows {rows}")
     have = int(psql(url, "-tAc", "SELECT count(*) FROM incidents_sendlogentry", capture=True))
     if have == rows:
         print(f"send log already holds {rows:,} rows")
         return
-    print(f"loading {rows:,} rows with psql \\copy …", flush=True)
+    print(f"loading {rows:,} rows with import_sendlog …", flush=True)
     psql(url, "-c", "TRUNCATE incidents_sendlogentry")
     started = time.monotonic()
-    psql(url, "-c", f"\\copy incidents_sendlogentry({COLUMNS}) FROM '{path}' CSV HEADER")
+    subprocess.run(
+        [sys.executable, "manage.py", "import_sendlog", str(path)],
+        cwd=ROOT,
+        env=django_env(url),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     psql(url, "-c", "VACUUM ANALYZE incidents_sendlogentry")
     print(f"loaded in {time.monotonic() - started:.1f} s")
 

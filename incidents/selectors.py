@@ -125,3 +125,31 @@ def audience_summary(*, incident: Incident) -> dict:
         "queries": incident.audience_queries.count(),
         "segments": segment_counts(incident=incident),
     }
+
+
+def audience_queries(*, incident: Incident):
+    return incident.audience_queries.select_related("created_by")
+
+
+# --- Send log -----------------------------------------------------------------
+
+
+def sendlog_list(*, template: str = "", sent_from=None, sent_until=None, address: str = ""):
+    from incidents.models import SendLogEntry
+
+    qs = SendLogEntry.objects.all()
+    if template:
+        qs = qs.filter(template=template)
+    if sent_from:
+        qs = qs.filter(sent_at__gte=sent_from)
+    if sent_until:
+        qs = qs.filter(sent_at__lt=sent_until)
+    if address:
+        qs = qs.filter(address=address)
+    return qs
+
+
+def sendlog_import_list():
+    from incidents.models import SendLogImport
+
+    return SendLogImport.objects.select_related("created_by")

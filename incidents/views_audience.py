@@ -144,7 +144,7 @@ def audience(request: HttpRequest, reference: str) -> HttpResponse:
     if _partial(request):
         response = render(request, "incidents/audience/_finder.html", ctx)
     else:
-        queries = incident.audience_queries.select_related("created_by").order_by("-created_at")
+        queries = selectors.audience_queries(incident=incident).order_by("-created_at")
         ctx.update(
             _tabs_context(incident, "audience"),
             summary=selectors.audience_summary(incident=incident),

@@ -276,7 +276,7 @@ class AudienceQueryListApi(ApiView):
     def get(self, request, reference: str):
         incident = get_incident_for(request.user, reference, self.read_perm)
         # One related manager read; a selector when it needs more than this.
-        queries = incident.audience_queries.select_related("created_by")
+        queries = selectors.audience_queries(incident=incident)
         return self.paginated_response(queries, AudienceQueryOutputSerializer)
 
 
