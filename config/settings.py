@@ -303,6 +303,8 @@ SENDLOG_BATCH_ROWS = envint("SENDLOG_BATCH_ROWS", default=50_000)
 SENDLOG_API_MAX_ROWS = envint("SENDLOG_API_MAX_ROWS", default=10_000)
 # prune_sendlog deletes send log entries sent longer ago than this.
 SENDLOG_RETENTION_DAYS = envint("SENDLOG_RETENTION_DAYS", default=400)
+# Seconds a send log import job may run on a worker before rq stops it.
+SENDLOG_IMPORT_JOB_TIMEOUT = envint("SENDLOG_IMPORT_JOB_TIMEOUT", default=4 * 3600)
 
 # --- Bulk work ---
 # work_mem for the big sorts of an audience freeze or preview (PostgreSQL only),

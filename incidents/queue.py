@@ -12,12 +12,19 @@ from django.conf import settings
 from django.db import transaction
 
 
-def enqueue(func: Callable, *args, queue: str = "default", **kwargs) -> None:
+def enqueue(
+    func: Callable, *args, queue: str = "default", job_timeout: int | None = None, **kwargs
+) -> None:
+    """Run func(*args, **kwargs) after this transaction commits.
+
+    `job_timeout` (seconds) overrides the queue's default for long jobs such as
+    a multi-gigabyte import; it only applies on rq.
+    """
     if settings.REDIS_URL:
         import django_rq
 
         # django-rq enqueues on commit by default (COMMIT_MODE "on_db_commit").
-        django_rq.get_queue(queue).enqueue(func, *args, **kwargs)
+        django_rq.get_queue(queue).enqueue(func, *args, job_timeout=job_timeout, **kwargs)
     else:
         # robust: a failing job must not turn the request that queued it into a 500;
         # jobs record their own failure on the row they work on.

@@ -100,3 +100,41 @@ def transactional_audit(transactional_db):
 def _fast_password_hashing(settings):
     # The real hasher is slow by design; tests create many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _empty_queues():
+    """With REDIS_URL, start from empty queues: a job left by an earlier run is not ours."""
+    from django.conf import settings
+
+    if settings.REDIS_URL:
+        import django_rq
+
+        for name in settings.RQ_QUEUES:
+            django_rq.get_queue(name).empty()
+
+
+@pytest.fixture
+def run_jobs(django_capture_on_commit_callbacks):
+    """`with run_jobs(): …` runs the jobs the block queued, as production would.
+
+    With REDIS_URL the jobs go to Redis on commit and a real rq worker runs them
+    (in burst mode, in this process, so it shares the test's transaction); without
+    it they run in-process on commit, the embedded mode.
+    """
+    from contextlib import contextmanager
+
+    from django.conf import settings
+
+    @contextmanager
+    def _run():
+        with django_capture_on_commit_callbacks(execute=True):
+            yield
+        if settings.REDIS_URL:
+            import django_rq
+            from rq import SimpleWorker
+
+            worker = django_rq.get_worker(*settings.RQ_QUEUES, worker_class=SimpleWorker)
+            worker.work(burst=True)
+
+    return _run

@@ -213,7 +213,7 @@ def test_the_send_log_filters_by_template_window_and_recipient(api, support_sam,
 
 
 def test_an_uploaded_file_is_imported_and_can_be_followed(
-    api, support_sam, auditor_abe, settings, tmp_path, django_capture_on_commit_callbacks
+    api, support_sam, auditor_abe, settings, tmp_path, run_jobs
 ):
     settings.MEDIA_ROOT = tmp_path
     text = (
@@ -225,7 +225,7 @@ def test_an_uploaded_file_is_imported_and_can_be_followed(
     upload = SimpleUploadedFile("export.csv", text.encode(), content_type="text/csv")
     column_map = {"message_id": "Message", "recipient": "Email", "sent_at": "Sent"}
 
-    with django_capture_on_commit_callbacks(execute=True):
+    with run_jobs():
         response = api(support_sam).post(
             f"{SENDLOG}imports/",
             {"file": upload, "column_map": json.dumps(column_map)},
@@ -258,11 +258,11 @@ def test_an_uploaded_file_is_imported_and_can_be_followed(
 
 
 def test_an_import_without_rejected_rows_has_no_error_report(
-    api, support_sam, settings, tmp_path, django_capture_on_commit_callbacks
+    api, support_sam, settings, tmp_path, run_jobs
 ):
     settings.MEDIA_ROOT = tmp_path
     text = "message_id,recipient,sent_at\nf1,ann@example.com,2026-11-28T09:00:00Z\n"
-    with django_capture_on_commit_callbacks(execute=True):
+    with run_jobs():
         response = api(support_sam).post(
             f"{SENDLOG}imports/",
             {"file": SimpleUploadedFile("log.csv", text.encode())},

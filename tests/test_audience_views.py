@@ -761,10 +761,10 @@ def upload_data(client, content=SENDLOG_CSV, **overrides) -> dict:
 
 
 def test_the_import_upload_runs_and_the_progress_page_shows_done_with_counts(
-    login, support_sam, media, django_capture_on_commit_callbacks
+    login, support_sam, media, run_jobs
 ):
     client = login(support_sam)
-    with django_capture_on_commit_callbacks(execute=True):
+    with run_jobs():
         response = client.post(UPLOAD, upload_data(client))
 
     imp = SendLogImport.objects.get()
@@ -838,12 +838,10 @@ def test_a_mapping_naming_a_missing_column_is_refused(login, support_sam, media)
     assert not SendLogImport.objects.exists()
 
 
-def test_sending_the_upload_form_twice_imports_once(
-    login, support_sam, media, django_capture_on_commit_callbacks
-):
+def test_sending_the_upload_form_twice_imports_once(login, support_sam, media, run_jobs):
     client = login(support_sam)
     data = upload_data(client)
-    with django_capture_on_commit_callbacks(execute=True):
+    with run_jobs():
         client.post(UPLOAD, data)
 
     data["file"] = SimpleUploadedFile("export.csv", SENDLOG_CSV, content_type="text/csv")
@@ -854,10 +852,10 @@ def test_sending_the_upload_form_twice_imports_once(
 
 
 def test_the_error_report_download_needs_the_import_permission(
-    login, client, support_sam, comms_cleo, media, django_capture_on_commit_callbacks
+    login, client, support_sam, comms_cleo, media, run_jobs
 ):
     login(support_sam)
-    with django_capture_on_commit_callbacks(execute=True):
+    with run_jobs():
         client.post(UPLOAD, upload_data(client))
     imp = SendLogImport.objects.get()
     report = reverse("incidents:sendlog-import-errors", kwargs={"import_id": imp.pk})
@@ -1034,7 +1032,7 @@ def test_every_audience_page_renders_without_inline_styles_or_unnonced_scripts(
     mis_sent,
     exposed,
     media,
-    django_capture_on_commit_callbacks,
+    run_jobs,
 ):
     frozen(mis_sent, support_sam)
     segment = services.segment_save(
@@ -1048,7 +1046,7 @@ def test_every_audience_page_renders_without_inline_styles_or_unnonced_scripts(
         address="bob@example.org", reason="complaint", source="manual", by=SETUP
     )
     client = login(support_sam)
-    with django_capture_on_commit_callbacks(execute=True):
+    with run_jobs():
         client.post(UPLOAD, upload_data(client))
     imp = SendLogImport.objects.get()
     running = SendLogImport.objects.create(file_name="b.csv", file_format="csv", status="running")

@@ -295,11 +295,9 @@ def upload(content: bytes, name="export.csv"):
     return SimpleUploadedFile(name, content, content_type="text/csv")
 
 
-def test_an_upload_is_imported_by_the_job(
-    db, support_sam, media, django_capture_on_commit_callbacks
-):
+def test_an_upload_is_imported_by_the_job(db, support_sam, media, run_jobs):
     content = "\n".join(["MessageID,Email,Timestamp", "u1,Ann@Example.com,2026-11-28T09:00:00Z"])
-    with django_capture_on_commit_callbacks(execute=True):
+    with run_jobs():
         imp = services.sendlog_import_start(
             uploaded_file=upload(content.encode()),
             file_format="",
@@ -318,11 +316,11 @@ def test_an_upload_is_imported_by_the_job(
     ]
 
 
-def test_running_the_job_again_does_nothing(db, support_sam, django_capture_on_commit_callbacks):
+def test_running_the_job_again_does_nothing(db, support_sam, run_jobs):
     from incidents.jobs import run_sendlog_import
 
     content = f"{HEADER}\n{GOOD[0]}\n".encode()
-    with django_capture_on_commit_callbacks(execute=True):
+    with run_jobs():
         imp = services.sendlog_import_start(
             uploaded_file=upload(content), file_format="csv", column_map={}, by=API
         )
@@ -351,14 +349,14 @@ def test_an_upload_over_the_size_limit_is_refused(db, settings, support_sam):
     assert not SendLogImport.objects.exists()
 
 
-def test_a_file_refused_by_the_job_is_recorded_as_failed(db, django_capture_on_commit_callbacks):
+def test_a_file_refused_by_the_job_is_recorded_as_failed(db, run_jobs):
     # The first megabyte passes the quick check; the byte that is not UTF-8 comes later.
     good = "".join(f"m{i},a{i}@example.com,,t,,2026-11-28T09:00:00Z,,\n" for i in range(30_000))
     content = (
         f"{HEADER}\n{good}".encode()
         + "m,zoë@example.com,,t,,2026-11-28T09:00:00Z,,\n".encode("latin-1")
     )
-    with django_capture_on_commit_callbacks(execute=True):
+    with run_jobs():
         imp = services.sendlog_import_start(
             uploaded_file=upload(content), file_format="csv", column_map={}, by=API
         )

@@ -454,7 +454,8 @@ def sendlog_import_start(
     audit.record(by=by, action="sendlog.import_queued", obj=imp, after=_audit_after(imp))
     from incidents.jobs import run_sendlog_import
 
-    enqueue(run_sendlog_import, imp.pk)
+    # A 2 GiB file takes minutes; give the job hours, not the queue's default 15 minutes.
+    enqueue(run_sendlog_import, imp.pk, job_timeout=settings.SENDLOG_IMPORT_JOB_TIMEOUT)
     return imp
 
 
