@@ -192,3 +192,15 @@ def test_every_webhook_url_refuses_a_request_without_the_secret(client, db, url)
     response = client.post(url, json.dumps(postmark_bounce()), content_type="application/json")
     assert response.status_code in (400, 401, 403, 404), response.status_code
     assert not SendLogEntry.objects.exists() and not Suppression.objects.exists()
+
+
+def test_an_older_event_arriving_late_does_not_overwrite_a_newer_status(client, db):
+    bounce = postmark_bounce(message_id="pm-9", email="late@example.com")
+    bounce["BouncedAt"] = "2026-11-28T10:30:00Z"
+    _postmark(client, bounce)
+    delivery = postmark_delivery(message_id="pm-9", email="late@example.com")
+    delivery["DeliveredAt"] = "2026-11-28T10:00:00Z"
+    _postmark(client, delivery)
+    entry = SendLogEntry.objects.get(message_id="pm-9")
+    assert entry.status == "bounced"
+    assert entry.status_at.isoformat() == "2026-11-28T10:30:00+00:00"

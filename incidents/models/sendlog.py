@@ -27,6 +27,9 @@ class SendLogEntry(models.Model):
     locale = models.CharField(max_length=16, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     status = models.CharField("latest ESP status", max_length=20, default="sent")
+    # When the event behind `status` happened, so an older event arriving late
+    # (webhooks come out of order) never overwrites a newer status.
+    status_at = models.DateTimeField("time of the latest ESP event", null=True, blank=True)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.IMPORT)
     created_at = models.DateTimeField(default=timezone.now)
 

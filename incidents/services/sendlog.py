@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation, ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
+from django.db.models import Q
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.text import get_valid_filename
@@ -546,15 +547,16 @@ def sendlog_record_event(
     """
     status = (status or "").strip().lower()
     known_status = status in STATUSES
+    if timestamp is None or timezone.is_naive(timestamp):
+        raise RowError("the event time has no time zone")
     entries = SendLogEntry.objects.filter(message_id=(message_id or "").strip())
-    # Without a time of the latest event on the row, the newest event to arrive
-    # wins; out-of-order events can move the status back (see docs/sendlog-format.md).
-    if known_status and entries.exclude(status=status).update(status=status):
+    # Only an event newer than the one behind the current status may replace it:
+    # webhooks arrive out of order, and a late "sent" must not undo "delivered".
+    newer = entries.filter(Q(status_at__isnull=True) | Q(status_at__lt=timestamp))
+    if known_status and newer.update(status=status, status_at=timestamp):
         return "updated"
     if entries.exists():
         return "unchanged"
-    if timestamp is None or timezone.is_naive(timestamp):
-        raise RowError("the event time has no time zone")
     if esp:
         metadata = {**(metadata or {}), "esp": esp}
     row = clean_mapping(
@@ -570,11 +572,14 @@ def sendlog_record_event(
     values = dict(zip(_COLUMNS, row, strict=True))
     values["metadata"] = metadata or {}  # the row holds it as JSON text
     entry = SendLogEntry(
-        **values, status=status if known_status else "sent", source=SendLogEntry.Source.WEBHOOK
+        **values,
+        status=status if known_status else "sent",
+        status_at=timestamp,
+        source=SendLogEntry.Source.WEBHOOK,
     )
     SendLogEntry.objects.bulk_create([entry], ignore_conflicts=True)
-    if known_status:  # a concurrent event may have added it first; its status still applies
-        entries.exclude(status=status).update(status=status)
+    if known_status:  # a concurrent event may have added it first; the newer status wins
+        newer.update(status=status, status_at=timestamp)
     return "added"
 
 
