@@ -179,7 +179,7 @@ SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 # The production profile never falls back to a development-only backend: without
 # MAIL_BACKEND it hands mail to an SMTP relay (EMAIL_HOST, localhost by default).
 MAIL_BACKEND = os.environ.get("MAIL_BACKEND") or (
-    SMTP_BACKEND if PRODUCTION else "django.core.mail.backends.console.EmailBackend"
+    SMTP_BACKEND if PRODUCTION else "campaigns.mail.SandboxBackend"
 )
 MAILERS = {"default": {"BACKEND": MAIL_BACKEND}}
 if MAIL_BACKEND == SMTP_BACKEND:
@@ -310,3 +310,24 @@ SENDLOG_IMPORT_JOB_TIMEOUT = envint("SENDLOG_IMPORT_JOB_TIMEOUT", default=4 * 36
 # work_mem for the big sorts of an audience freeze or preview (PostgreSQL only),
 # set per transaction so the rest of the workload keeps the server default.
 BULK_WORK_MEM = os.environ.get("BULK_WORK_MEM", "256MB")
+
+# --- Messages ---
+# A message part (subject, text or HTML of one locale) holds at most this much source.
+MESSAGE_MAX_TEMPLATE_BYTES = envint("MESSAGE_MAX_TEMPLATE_BYTES", default=64 * 1024)
+# One rendered message (subject + text + HTML) larger than this is refused.
+MESSAGE_MAX_RENDERED_BYTES = envint("MESSAGE_MAX_RENDERED_BYTES", default=256 * 1024)
+# Test sends go only to these addresses (comma-separated).
+MESSAGE_TEST_SEED_LIST = [
+    address.lower()
+    for address in envlist("MESSAGE_TEST_SEED_LIST", default=["seed@amends.example"])
+]
+# Approvals a version needs before it can be sent, per incident severity
+# ("SEV1=2,SEV2=1,default=1"). Never fewer than one, whatever is set here.
+MESSAGE_APPROVALS_REQUIRED = {"SEV1": 2, "default": 1} | {
+    key.strip(): int(value)
+    for key, _, value in (
+        item.partition("=") for item in envlist("MESSAGE_APPROVALS_REQUIRED", default=[])
+    )
+}
+# The locale new messages fall back to when a person's locale has no variant.
+MESSAGE_DEFAULT_FALLBACK_LOCALE = os.environ.get("MESSAGE_DEFAULT_FALLBACK_LOCALE", "en")

@@ -17,6 +17,10 @@ _READ = [
     "incidents.view_affectedperson",
     "incidents.view_segment",
     "campaigns.view_suppression",
+    "campaigns.view_message",
+    "campaigns.view_messageversion",
+    "campaigns.view_approval",
+    "campaigns.view_testsend",
 ]
 # Finding and shaping the audience: import the send log, freeze, segment, trim the list.
 _AUDIENCE = [
@@ -29,6 +33,11 @@ _AUDIENCE = [
     "campaigns.add_suppression",
 ]
 
+# Writing apologies: every save is a new version; test sends go to the seed list only.
+_DRAFT = ["campaigns.add_messageversion", "campaigns.test_send_messageversion"]
+# Deciding on a version (four eyes: never by anyone who wrote part of the message).
+_DECIDE = ["campaigns.approve_messageversion"]
+
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     SUPPORT: [
         *_READ,
@@ -37,8 +46,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "incidents.transition_incident",
         "incidents.add_note",
         *_AUDIENCE,
+        *_DRAFT,
     ],
-    COMMS: [*_READ, "incidents.transition_incident", "incidents.add_note"],
+    COMMS: [*_READ, "incidents.transition_incident", "incidents.add_note", *_DECIDE],
     AUDITOR: [*_READ, "incidents.view_auditentry", "incidents.verify_audit"],
     ADMIN: [
         *_READ,
@@ -51,6 +61,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "incidents.view_timelineentry",
         *_AUDIENCE,
         "campaigns.delete_suppression",
+        *_DRAFT,
+        *_DECIDE,
+        "campaigns.view_outboxmessage",
         "auth.view_user",
         "auth.add_user",
         "auth.change_user",

@@ -1,4 +1,4 @@
-"""Campaign-side workflows. For now: the suppression list."""
+"""The suppression list: add, lift with a reason, import a file. Audited with pseudonyms."""
 
 import csv
 import io

@@ -1,0 +1,54 @@
+"""Back-office views of messages, versions, decisions, test sends and the sandbox outbox.
+
+All read-only: versions and decisions are evidence and never change, and a
+message changes only through services.version_create (which audits it).
+"""
+
+from django.contrib import admin
+
+from campaigns.models import Approval, Message, MessageVersion, OutboxMessage, TestSend
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnlyAdmin):
+    list_display = ["incident", "segment", "version_count", "sender_address", "updated_at"]
+    list_select_related = ["incident", "segment"]
+    search_fields = ["incident__reference", "segment__name"]
+
+
+@admin.register(MessageVersion)
+class MessageVersionAdmin(ReadOnlyAdmin):
+    list_display = ["message", "number", "author", "created_at", "content_hash"]
+    list_select_related = ["message", "author"]
+    search_fields = ["message__incident__reference", "content_hash"]
+
+
+@admin.register(Approval)
+class ApprovalAdmin(ReadOnlyAdmin):
+    list_display = ["version", "approver", "decision", "created_at", "content_hash"]
+    list_filter = ["decision"]
+    list_select_related = ["version", "approver"]
+
+
+@admin.register(TestSend)
+class TestSendAdmin(ReadOnlyAdmin):
+    list_display = ["version", "by", "address_count", "message_count", "created_at"]
+    list_select_related = ["version", "by"]
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "subject", "from_email", "mailer", "message_id"]
+    search_fields = ["subject", "message_id"]
+    date_hierarchy = "created_at"
