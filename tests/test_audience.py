@@ -216,3 +216,12 @@ def test_a_query_without_template_tag_or_window_is_refused(db):
 def test_hostile_metadata_keys_are_refused(db):
     with pytest.raises(ValidationError, match="not a metadata key"):
         AudienceFilter.from_dict({"template": "x", "metadata": {"a__regex": ".*"}})
+
+
+def test_preview_and_freeze_agree_on_a_person_whose_locale_changed(incident, support_sam):
+    _send("x1", "eva@example.com", minutes=1, locale="en")
+    _send("x2", "Eva@Example.com", minutes=50, locale="de")
+    preview = selectors.audience_preview(filters=AudienceFilter.from_dict(MIS_SENT))
+    assert {row["locale"]: row["people"] for row in preview["by_locale"]} == {"de": 1}
+    _freeze(incident, support_sam)
+    assert AffectedPerson.objects.get(incident=incident).locale == "de"
