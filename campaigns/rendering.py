@@ -114,8 +114,16 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         raise SecurityError(f"the operator {operator!r} is not allowed")
 
 
+def _only_plain(value):
+    """Print text and numbers only: never an object's repr, whatever reached the context."""
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return value
+    raise SecurityError(f"only plain values can be printed, not {type(value).__name__!r}")
+
+
 def _environment(*, autoescape: bool) -> _Sandbox:
     env = _Sandbox(
+        finalize=_only_plain,
         loader=None,  # nothing to include, import or extend
         undefined=StrictUndefined,
         autoescape=autoescape,
@@ -190,7 +198,10 @@ class _Checker:
         self.problems: list[tuple[int, str]] = []
 
     def refuse(self, node: nodes.Node, reason: str) -> None:
-        self.problems.append((getattr(node, "lineno", 0) or 0, reason))
+        lineno = getattr(node, "lineno", 0) or next(
+            (child.lineno for child in node.find_all(nodes.Node) if child.lineno), 0
+        )
+        self.problems.append((lineno, reason))
 
     def statements(self, body: list[nodes.Node]) -> None:
         for node in body:
@@ -257,11 +268,17 @@ class _Checker:
                 self.refuse(arg, f"the argument of “{node.name}” must be text in quotes")
 
     def forbidden(self, node: nodes.Node) -> None:
-        for kind, reason in _FORBIDDEN.items():
-            if isinstance(node, kind):
-                self.refuse(node, reason)
-                return
-        self.refuse(node, f"“{type(node).__name__}” is not allowed in a message")
+        reason = next(
+            (reason for kind, reason in _FORBIDDEN.items() if isinstance(node, kind)),
+            f"“{type(node).__name__}” is not allowed in a message",
+        )
+        self.refuse(node, reason)
+        if isinstance(node, nodes.Expr):
+            # Say everything that is wrong inside, too: {{ range(10**9) }} names
+            # both the call and “range”.
+            for child in node.iter_child_nodes():
+                if isinstance(child, nodes.Expr) and not isinstance(child, nodes.Const):
+                    self.expression(child)
 
 
 _UNKNOWN_TAG = re.compile(r"unknown tag '(\w+)'")

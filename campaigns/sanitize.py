@@ -69,7 +69,8 @@ def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
 _CLEANER = nh3.Cleaner(
     tags=set(TAGS),
     clean_content_tags=set(DROP_WITH_CONTENT),
-    attributes={tag: set(names) for tag, names in ATTRIBUTES.items()},
+    # "*": no attribute is allowed on every tag (ammonia's default allows lang and title).
+    attributes={"*": set()} | {tag: set(names) for tag, names in ATTRIBUTES.items()},
     attribute_filter=_attribute_filter,
     strip_comments=True,
     link_rel="noopener noreferrer",
@@ -175,4 +176,5 @@ def links_in(*, html: str = "", text: str = "") -> list[str]:
     finder = _LinkFinder()
     finder.feed(html or "")
     finder.close()
-    return finder.urls + _TEXT_URL.findall(text or "")
+    # A sentence's full stop or comma after a URL is not part of it.
+    return finder.urls + [url.rstrip(".,;:!?") for url in _TEXT_URL.findall(text or "")]

@@ -5,6 +5,7 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.conf import settings
 from django.db.models import Count, Max, Min, QuerySet
@@ -149,7 +150,7 @@ class Decision:
     approver: str
     decision: str
     comment: str
-    at: object
+    at: datetime
     counts: bool  # an approval that counts: its hash matches and its approver wrote none of it
 
 
