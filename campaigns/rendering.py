@@ -21,7 +21,7 @@ they are not HTML. A subject is always one line.
 
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import formataddr
 
 from django.conf import settings
@@ -468,7 +468,6 @@ class RenderedMessage:
     locale: str
     fell_back: bool = False  # the person's locale has no variant; this is the fallback
     text_derived: bool = False  # the version has no plain text; it was made from the HTML
-    headers: dict = field(default_factory=dict)
 
 
 def sender_of(version) -> str:

@@ -236,7 +236,7 @@ def _keywords(*words: str) -> re.Pattern:
 # English and German. A hit does not prove the part is there; a miss is worth a look.
 ART34_CHECKS = {
     "gdpr_contact_point_missing": (
-        "a contact point (who to write to or call)",
+        "a contact point, someone to write to or call",
         _keywords(
             "contact us",
             "contact our",
