@@ -59,12 +59,15 @@ _SQLITE = {
 
 # PostgreSQL: one hash aggregate per address instead of a sort. The person's
 # locale is the locale of their latest message (ties broken by message id), as
-# in the freeze: the array max picks it without sorting.
+# in the freeze; almost everyone has one locale, so only the few with several
+# look up their latest message (by the address index).
 _PREVIEW_BY_LOCALE_POSTGRES = """
 SELECT locale, count(*) AS people, sum(n) AS messages FROM (
-    SELECT (max(ARRAY[
-               lpad(((extract(epoch FROM s.sent_at) * 1000000)::bigint)::text, 20, '0'),
-               s.message_id, s.locale]))[3] AS locale,
+    SELECT CASE WHEN min(s.locale) = max(s.locale) THEN min(s.locale) ELSE (
+               SELECT l.locale FROM ({source}) l
+               WHERE l.address = s.address
+               ORDER BY l.sent_at DESC, l.message_id DESC LIMIT 1
+           ) END AS locale,
            count(*) AS n
     FROM ({source}) s
     GROUP BY s.address
@@ -101,10 +104,12 @@ def freeze_statement(source_sql: str) -> str:
     return _INSERT.format(table=TABLE, source=source_sql, **parts)
 
 
-def preview_statement(source_sql: str) -> str:
+def preview_statement(source_sql: str, source_params: list) -> tuple[str, list]:
     if connection.vendor == "postgresql":
-        return _PREVIEW_BY_LOCALE_POSTGRES.format(source=source_sql)
-    return _PREVIEW_BY_LOCALE.format(source=source_sql)
+        # The source appears twice: in the correlated look-up, then in the scan.
+        sql = _PREVIEW_BY_LOCALE_POSTGRES.format(source=source_sql)
+        return sql, [*source_params, *source_params]
+    return _PREVIEW_BY_LOCALE.format(source=source_sql), list(source_params)
 
 
 def list_hash_postgres(incident_id: int) -> str:

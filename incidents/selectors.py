@@ -45,7 +45,7 @@ def audience_preview(*, filters: AudienceFilter) -> dict:
     sql, params = source.query.sql_with_params()
     with transaction.atomic(), connection.cursor() as cursor:
         use_bulk_memory(cursor)
-        cursor.execute(preview_statement(sql), params)
+        cursor.execute(*preview_statement(sql, params))
         by_locale = [
             {"locale": locale or "", "people": people, "messages": int(messages)}
             for locale, people, messages in cursor.fetchall()

@@ -84,8 +84,16 @@ class AffectedPerson(models.Model):
     first_sent_at = models.DateTimeField(null=True, blank=True)
     segment = models.ForeignKey(Segment, on_delete=models.PROTECT, related_name="people")
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.QUERY)
+    # No database constraint: a freeze writes a million people at once, and a
+    # per-row check at commit costs seconds. Queries are never deleted (they are
+    # evidence, referenced from the audit trail), so the reference cannot dangle.
     added_by_query = models.ForeignKey(
-        AudienceQuery, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        AudienceQuery,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
     )
     added_at = models.DateTimeField(default=timezone.now)
     removed_at = models.DateTimeField(null=True, blank=True)
