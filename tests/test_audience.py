@@ -225,3 +225,27 @@ def test_preview_and_freeze_agree_on_a_person_whose_locale_changed(incident, sup
     assert {row["locale"]: row["people"] for row in preview["by_locale"]} == {"de": 1}
     _freeze(incident, support_sam)
     assert AffectedPerson.objects.get(incident=incident).locale == "de"
+
+
+def test_a_segment_with_an_apology_cannot_be_deleted(sendlog, incident, support_sam):
+    from campaigns import services as campaign_services
+
+    _freeze(incident, support_sam)
+    by = Actor.for_user(support_sam)
+    segment = services.segment_save(
+        incident=incident,
+        name="Has a registry",
+        rules=[{"field": "metadata.has_registry", "op": "eq", "value": True}],
+        by=by,
+    )
+    campaign_services.version_create(
+        segment=segment,
+        by=by,
+        sender_address="care@retailer.example",
+        content={
+            "en": {"subject": "Sorry", "text": "We are sorry.", "html": "<p>We are sorry.</p>"}
+        },
+    )
+    with pytest.raises(ValidationError, match="has an apology"):
+        services.segment_delete(segment=segment, by=by)
+    assert incident.segments.filter(pk=segment.pk).exists()

@@ -297,6 +297,12 @@ def segment_delete(*, segment: Segment, by: Actor) -> dict[str, int]:
     incident = _lock(segment.incident)
     if segment.is_default:
         raise ValidationError("The default segment cannot be deleted: it catches everyone else.")
+    if hasattr(segment, "message"):
+        # Its apology, versions and approvals are evidence; they must not lose their segment.
+        raise ValidationError(
+            f"“{segment.name}” has an apology written for it, so it cannot be deleted. "
+            "Change its rules instead."
+        )
     default = default_segment(incident)
     AffectedPerson.objects.filter(segment=segment).update(segment=default)
     before = {"name": segment.name, "rules": segment.rules}
