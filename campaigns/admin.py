@@ -6,18 +6,16 @@ message changes only through services.version_create (which audits it).
 
 from django.contrib import admin
 
-from campaigns.models import Approval, Message, MessageVersion, OutboxMessage, TestSend
+from campaigns.models import Approval, Message, MessageVersion, OutboxMessage, Suppression, TestSend
+from incidents.admin import ReadOnlyAdmin
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+@admin.register(Suppression)
+class SuppressionAdmin(ReadOnlyAdmin):
+    # Suppressions change through the Suppressions page and the API, which audit them.
+    list_display = ["address", "reason", "source", "created_by", "created_at"]
+    list_filter = ["reason", "source"]
+    search_fields = ["=address"]
 
 
 @admin.register(Message)

@@ -9,7 +9,17 @@ from rest_framework.authtoken.models import TokenProxy
 
 from incidents import audit, services
 from incidents.actors import Actor
-from incidents.models import AuditEntry, Incident, TimelineEntry
+from incidents.models import (
+    AffectedPerson,
+    AudienceQuery,
+    AuditEntry,
+    Incident,
+    ReferenceCounter,
+    Segment,
+    SendLogEntry,
+    SendLogImport,
+    TimelineEntry,
+)
 
 
 def _plain_fields(obj, names) -> dict:
@@ -20,6 +30,19 @@ def _plain_fields(obj, names) -> dict:
         for name, value in values.items()
         if name != "password"
     }
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For evidence and for rows that change only through services (which audit them)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class AuditedAdminMixin:
@@ -93,24 +116,82 @@ class IncidentAdmin(admin.ModelAdmin):
 
 
 @admin.register(TimelineEntry)
-class TimelineEntryAdmin(admin.ModelAdmin):
+class TimelineEntryAdmin(ReadOnlyAdmin):
     list_display = ["incident", "kind", "body", "author", "created_at"]
     list_filter = ["kind"]
     search_fields = ["incident__reference", "body"]
     list_select_related = ["incident", "author"]
 
-    def has_add_permission(self, request):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
+@admin.register(SendLogEntry)
+class SendLogEntryAdmin(ReadOnlyAdmin):
+    list_display = ["message_id", "recipient", "template", "sent_at", "locale", "status", "source"]
+    list_filter = ["source", "status", "locale"]
+    # Exact look-ups only: a LIKE over millions of rows would stall the back office.
+    search_fields = ["=message_id", "=address", "=customer_id", "=template"]
+    show_full_result_count = False
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+
+@admin.register(SendLogImport)
+class SendLogImportAdmin(ReadOnlyAdmin):
+    list_display = [
+        "file_name",
+        "status",
+        "rows_read",
+        "rows_inserted",
+        "rows_rejected",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["status", "file_format"]
+    search_fields = ["file_name"]
+
+
+@admin.register(AudienceQuery)
+class AudienceQueryAdmin(ReadOnlyAdmin):
+    list_display = [
+        "incident",
+        "message_count",
+        "people_count",
+        "people_added",
+        "created_by",
+        "created_at",
+    ]
+    list_select_related = ["incident", "created_by"]
+    search_fields = ["incident__reference", "list_hash"]
+
+
+@admin.register(Segment)
+class SegmentAdmin(ReadOnlyAdmin):
+    list_display = ["incident", "name", "position", "is_default"]
+    list_select_related = ["incident"]
+    search_fields = ["incident__reference", "name"]
+
+
+@admin.register(AffectedPerson)
+class AffectedPersonAdmin(ReadOnlyAdmin):
+    list_display = [
+        "incident",
+        "address",
+        "segment",
+        "locale",
+        "message_count",
+        "source",
+        "removed_at",
+    ]
+    list_filter = ["source", "locale"]
+    list_select_related = ["incident", "segment"]
+    search_fields = ["=address", "=customer_id", "incident__reference"]
+    show_full_result_count = False
+
+
+@admin.register(ReferenceCounter)
+class ReferenceCounterAdmin(ReadOnlyAdmin):
+    list_display = ["year", "last"]
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = [
         "seq",
         "created_at",
@@ -123,15 +204,6 @@ class AuditEntryAdmin(admin.ModelAdmin):
     list_filter = ["action", "object_type"]
     search_fields = ["actor_label", "action", "object_repr", "object_id", "hash"]
     list_select_related = ["incident"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 admin.site.unregister(User)

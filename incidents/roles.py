@@ -59,6 +59,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "incidents.view_auditentry",
         "incidents.verify_audit",
         "incidents.view_timelineentry",
+        "incidents.view_referencecounter",
         *_AUDIENCE,
         "campaigns.delete_suppression",
         *_DRAFT,

@@ -72,3 +72,26 @@ def test_incidents_cannot_be_deleted_in_the_admin(client, admin_ada, incident):
     response = client.post(f"/admin/incidents/incident/{incident.pk}/delete/", {"post": "yes"})
     assert response.status_code == 403
     assert Incident.objects.filter(pk=incident.pk).exists()
+
+
+def test_every_model_of_ours_is_in_the_back_office():
+    from django.apps import apps
+    from django.contrib import admin
+
+    missing = [
+        model._meta.label
+        for app in ("incidents", "campaigns")
+        for model in apps.get_app_config(app).get_models()
+        if model not in admin.site._registry
+    ]
+    assert missing == [], f"Register these in the app's admin.py: {missing}"
+
+
+def test_the_back_office_lists_open_for_the_admin(client, admin_ada, incident):
+    from django.contrib import admin
+
+    client.force_login(admin_ada)
+    for model in admin.site._registry:
+        if model._meta.app_label in ("incidents", "campaigns"):
+            url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+            assert client.get(url).status_code == 200, url
