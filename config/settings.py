@@ -310,6 +310,10 @@ SENDLOG_IMPORT_JOB_TIMEOUT = envint("SENDLOG_IMPORT_JOB_TIMEOUT", default=4 * 36
 # work_mem for the big sorts of an audience freeze or preview (PostgreSQL only),
 # set per transaction so the rest of the workload keeps the server default.
 BULK_WORK_MEM = os.environ.get("BULK_WORK_MEM", "256MB")
+# A freeze of up to this many send-log messages happens during the request; a larger
+# one runs as a background job (about 26 s for 1.2M messages on 2 cores).
+AUDIENCE_FREEZE_INLINE_MAX_MESSAGES = envint("AUDIENCE_FREEZE_INLINE_MAX_MESSAGES", default=50_000)
+AUDIENCE_FREEZE_JOB_TIMEOUT = envint("AUDIENCE_FREEZE_JOB_TIMEOUT", default=3600)
 
 # --- Messages ---
 # A message part (subject, text or HTML of one locale) holds at most this much source.

@@ -149,6 +149,7 @@ def audience(request: HttpRequest, reference: str) -> HttpResponse:
             _tabs_context(incident, "audience"),
             summary=selectors.audience_summary(incident=incident),
             frozen=[{"query": q, "filters": describe_filters(q.filters)} for q in queries],
+            freezing=any(q.status in ("queued", "running") for q in queries),
         )
         response = render(request, "incidents/audience/audience.html", ctx)
     patch_vary_headers(response, ["HX-Request"])
@@ -186,9 +187,16 @@ def audience_freeze(request: HttpRequest, reference: str) -> HttpResponse:
         if data:
             return redirect(f"{back}?{urlencode({**data, 'preview': '1'})}#preview")
         return redirect(f"{back}#frozen" if stale else back)
-    query = services.audience_freeze(
+    query = services.audience_freeze_start(
         incident=incident, filters=form.cleaned_data["filters"], by=Actor.from_request(request)
     )
+    if query.status != query.Status.DONE:
+        messages.info(
+            request,
+            f"Freezing {query.message_count:,} messages in the background. "
+            "This page refreshes until the list is ready.",
+        )
+        return redirect(f"{back}#frozen")
     messages.success(
         request,
         f"Froze {query.people_count:,} people from {query.message_count:,} messages: "

@@ -249,3 +249,31 @@ def test_a_segment_with_an_apology_cannot_be_deleted(sendlog, incident, support_
     with pytest.raises(ValidationError, match="has an apology"):
         services.segment_delete(segment=segment, by=by)
     assert incident.segments.filter(pk=segment.pk).exists()
+
+
+def test_a_large_freeze_runs_in_the_background_and_shows_its_status(
+    sendlog, incident, support_sam, settings, run_jobs
+):
+    settings.AUDIENCE_FREEZE_INLINE_MAX_MESSAGES = 2
+    with run_jobs():
+        query = services.audience_freeze_start(
+            incident=incident,
+            filters=AudienceFilter.from_dict(MIS_SENT),
+            by=Actor.for_user(support_sam),
+        )
+        assert query.status == "queued" and query.message_count == 6
+        assert not AffectedPerson.objects.filter(incident=incident).exists()
+    query.refresh_from_db()
+    assert query.status == "done" and query.people_count == 3 and query.list_hash
+    assert AffectedPerson.objects.filter(incident=incident, added_by_query=query).count() == 3
+    actions = list(AuditEntry.objects.filter(incident=incident).values_list("action", flat=True))
+    assert actions[-2:] == ["audience.freeze_queued", "audience.frozen"]
+
+
+def test_a_small_freeze_happens_at_once(sendlog, incident, support_sam):
+    query = services.audience_freeze_start(
+        incident=incident,
+        filters=AudienceFilter.from_dict(MIS_SENT),
+        by=Actor.for_user(support_sam),
+    )
+    assert query.status == "done" and query.people_count == 3

@@ -117,6 +117,25 @@ def frozen(incident, user) -> AudienceQuery:
     )
 
 
+def test_a_large_freeze_runs_in_the_background_and_the_page_follows_it(
+    login, support_sam, sendlog, mis_sent, settings, run_jobs
+):
+    settings.AUDIENCE_FREEZE_INLINE_MAX_MESSAGES = 2
+    client = login(support_sam)
+    preview = client.get(url("audience", mis_sent), QUERY)
+    with run_jobs():
+        response = client.post(url("audience-freeze", mis_sent), freeze_data(preview), follow=True)
+        assert messages_of(response) == [
+            "Freezing 6 messages in the background. This page refreshes until the list is ready."
+        ]
+        assert 'http-equiv="refresh"' in response.content.decode()
+        assert "Queued…" in text(response)
+    page = client.get(url("audience", mis_sent))
+    assert 'http-equiv="refresh"' not in page.content.decode()
+    query = AudienceQuery.objects.get(incident=mis_sent)
+    assert (query.status, query.people_count) == ("done", 3)
+
+
 # --- Finding who received it ------------------------------------------------------------
 
 

@@ -94,6 +94,10 @@ class AudienceQueryOutputSerializer(serializers.Serializer):
     list_hash = serializers.CharField(
         help_text="SHA-256 of the list after this query: its sorted addresses, one per line."
     )
+    status = serializers.CharField(
+        help_text="queued or running while a background freeze works; done; failed."
+    )
+    failure = serializers.CharField(help_text="Why a failed freeze failed (nothing was added).")
     created_by = serializers.CharField(source="created_by.username", allow_null=True)
     created_at = serializers.DateTimeField()
 
@@ -241,21 +245,28 @@ class AudienceFreezeApi(ApiView):
         description="Adds everyone the filters find to the incident's affected list, once "
         "each, with every message that reached them; people already listed are not added "
         "again (`people_added`). Stores the query and writes an audit entry "
-        "(`audience.frozen`) with its counts and the list's hash.",
+        "(`audience.frozen`) with its counts and the list's hash. A query of more than "
+        "`AUDIENCE_FREEZE_INLINE_MAX_MESSAGES` messages (50,000) is frozen by a background "
+        "job instead: the answer is 202 with `status` queued; follow it in the queries list.",
         tags=["audience"],
         parameters=[REFERENCE],
         request=AudienceFilterSerializer,
-        responses={201: AudienceQueryOutputSerializer, **error_responses(400, 404)},
+        responses={
+            201: AudienceQueryOutputSerializer,
+            202: AudienceQueryOutputSerializer,
+            **error_responses(400, 404),
+        },
     )
     def post(self, request, reference: str):
         incident = get_incident_for(request.user, reference, self.write_perm)
-        query = services.audience_freeze(
+        query = services.audience_freeze_start(
             incident=incident,
             filters=_audience_filter(request.data),
             by=Actor.from_request(request),
         )
         data = AudienceQueryOutputSerializer(query).data
-        return Response(data, status=status.HTTP_201_CREATED)
+        done = query.status == query.Status.DONE
+        return Response(data, status=status.HTTP_201_CREATED if done else status.HTTP_202_ACCEPTED)
 
 
 class AudienceQueryListApi(ApiView):

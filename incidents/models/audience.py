@@ -6,7 +6,17 @@ from django.utils import timezone
 
 
 class AudienceQuery(models.Model):
-    """Stored filters that describe the mis-sent email, and what freezing them added."""
+    """Stored filters that describe the mis-sent email, and what freezing them added.
+
+    A small freeze happens at once (status done). A large one is queued and
+    runs as a background job; the row shows where it is.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Freezing"
+        DONE = "done", "Frozen"
+        FAILED = "failed", "Failed"
 
     incident = models.ForeignKey(
         "incidents.Incident", on_delete=models.PROTECT, related_name="audience_queries"
@@ -16,6 +26,8 @@ class AudienceQuery(models.Model):
     people_count = models.PositiveBigIntegerField(default=0)
     people_added = models.PositiveBigIntegerField(default=0)
     list_hash = models.CharField("hash of the frozen list after this query", max_length=64)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DONE)
+    failure = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
     )

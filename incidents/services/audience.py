@@ -5,6 +5,7 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
@@ -17,6 +18,7 @@ from incidents.freeze_sql import freeze_statement, list_hash_postgres, use_bulk_
 from incidents.models import AffectedPerson, AudienceQuery, Incident, Segment
 from incidents.models.audience import list_digest
 from incidents.pseudonym import address_ref
+from incidents.queue import enqueue
 
 DEFAULT_SEGMENT_NAME = "Everyone else"
 _SOURCE_COLUMNS = (
@@ -62,16 +64,55 @@ def _active_count(incident: Incident) -> int:
 
 
 @transaction.atomic
-def audience_freeze(*, incident: Incident, filters: AudienceFilter, by: Actor) -> AudienceQuery:
-    """Write everyone the query finds into the incident's affected list, once each."""
+def audience_freeze_start(
+    *, incident: Incident, filters: AudienceFilter, by: Actor
+) -> AudienceQuery:
+    """Freeze now if the query is small; otherwise queue the freeze as a background job.
+
+    A million people take tens of seconds to freeze, longer than a web request
+    should wait; the queued query's status shows how it is going.
+    """
+    messages = filters.queryset().order_by().count()
+    if messages <= settings.AUDIENCE_FREEZE_INLINE_MAX_MESSAGES:
+        return audience_freeze(incident=incident, filters=filters, by=by)
+    query = AudienceQuery.objects.create(
+        incident=incident,
+        filters=filters.as_json(),
+        message_count=messages,
+        created_by=by.user,
+        list_hash="",
+        status=AudienceQuery.Status.QUEUED,
+    )
+    audit.record(
+        by=by,
+        action="audience.freeze_queued",
+        obj=query,
+        incident=incident,
+        after={"filters": query.filters, "message_count": messages},
+    )
+    from incidents.jobs import run_audience_freeze
+
+    enqueue(run_audience_freeze, query.pk, job_timeout=settings.AUDIENCE_FREEZE_JOB_TIMEOUT)
+    return query
+
+
+@transaction.atomic
+def audience_freeze(
+    *, incident: Incident, filters: AudienceFilter, by: Actor, query: AudienceQuery | None = None
+) -> AudienceQuery:
+    """Write everyone the query finds into the incident's affected list, once each.
+
+    `query` is a queued query being frozen by the background job.
+    """
     incident = _lock(incident)
     segment = default_segment(incident)
     before = AffectedPerson.objects.filter(incident=incident).count()
     source = filters.queryset().order_by().values(*_SOURCE_COLUMNS)
     message_count = source.count()
-    query = AudienceQuery.objects.create(
-        incident=incident, filters=filters.as_json(), created_by=by.user, list_hash=""
-    )
+    if query is None:
+        query = AudienceQuery.objects.create(
+            incident=incident, filters=filters.as_json(), created_by=by.user, list_hash=""
+        )
     source_sql, source_params = source.query.sql_with_params()
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
@@ -86,7 +127,10 @@ def audience_freeze(*, incident: Incident, filters: AudienceFilter, by: Actor) -
     query.people_added = AffectedPerson.objects.filter(incident=incident).count() - before
     _apply_segments(incident)
     query.list_hash = list_hash(incident)
-    query.save(update_fields=["message_count", "people_count", "people_added", "list_hash"])
+    query.status = AudienceQuery.Status.DONE
+    query.save(
+        update_fields=["message_count", "people_count", "people_added", "list_hash", "status"]
+    )
     audit.record(
         by=by,
         action="audience.frozen",
