@@ -3,6 +3,7 @@
 from django.urls import path, re_path
 
 from campaigns import api as campaigns_api
+from campaigns import api_messages as messages
 from incidents.api import audience, sendlog
 from incidents.api import incidents as api
 
@@ -83,6 +84,38 @@ urlpatterns = [
         "suppressions/<int:pk>/",
         campaigns_api.SuppressionDetailApi.as_view(),
         name="api-suppression-detail",
+    ),
+    # --- Messages: each segment's apology, its versions, preview and approval ----------
+    path(f"{INCIDENT}messages/", messages.MessageListApi.as_view(), name="api-message-list"),
+    path(
+        f"{INCIDENT}messages/<int:pk>/versions/",
+        messages.VersionListApi.as_view(),
+        name="api-message-versions",
+    ),
+    path("versions/<int:pk>/", messages.VersionDetailApi.as_view(), name="api-version-detail"),
+    path("versions/<int:pk>/diff/", messages.VersionDiffApi.as_view(), name="api-version-diff"),
+    path(
+        "versions/<int:pk>/preview/",
+        messages.VersionPreviewApi.as_view(),
+        name="api-version-preview",
+    ),
+    path(
+        "versions/<int:pk>/test-send/",
+        messages.VersionTestSendApi.as_view(),
+        name="api-version-test-send",
+    ),
+    path(
+        "versions/<int:pk>/request-approval/",
+        messages.VersionRequestApprovalApi.as_view(),
+        name="api-version-request-approval",
+    ),
+    path(
+        "versions/<int:pk>/approve/",
+        messages.VersionApproveApi.as_view(),
+        name="api-version-approve",
+    ),
+    path(
+        "versions/<int:pk>/reject/", messages.VersionRejectApi.as_view(), name="api-version-reject"
     ),
     # --- Schema and docs ----------------------------------------------------------
     path("schema/", api.SchemaApi.as_view(), name="api-schema"),

@@ -124,6 +124,20 @@ MATRIX: dict[str, dict[str, dict[str, int]]] = {
     "api-suppression-import": {"POST": row(401, 400, 403, 403, 400)},
     # Lifting a suppression is the Admin's alone (and needs a reason: 400 when empty).
     "api-suppression-detail": {"GET": API_READ_ALL, "DELETE": row(401, 403, 403, 403, 400)},
+    # --- Messages API -----------------------------------------------------------
+    # The fixture: version 1 of the default segment's message, by support_sam, SEV2.
+    # Drafting takes JSON only (415 for the empty form); Comms decides, never Support.
+    "api-message-list": {"GET": API_READ_ALL, "POST": row(401, 415, 403, 403, 415)},
+    "api-message-versions": {"GET": API_READ_ALL, "POST": row(401, 415, 403, 403, 415)},
+    "api-version-detail": {"GET": API_READ_ALL},
+    "api-version-diff": {"GET": API_READ_ALL},
+    # A GET with query parameters: it changes nothing, so every reader may preview.
+    "api-version-preview": {"GET": API_READ_ALL},
+    "api-version-test-send": {"POST": row(401, 400, 403, 403, 400)},
+    # Comms is asked (200 for each asker); the empty reject lacks its comment (400).
+    "api-version-request-approval": {"POST": row(401, 200, 403, 403, 200)},
+    "api-version-approve": {"POST": row(401, 403, 200, 403, 200)},
+    "api-version-reject": {"POST": row(401, 403, 400, 403, 400)},
     "api-schema": {"GET": API_READ_ALL},
     "api-docs": {"GET": row(302, 200, 200, 200, 200)},
     "api-not-found": {"GET": row(404, 404, 404, 404, 404)},

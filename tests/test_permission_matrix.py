@@ -56,6 +56,7 @@ def _url(name: str, incident) -> str:
         kwargs["reference"] = incident.reference
     kwargs.update(_audience_ui_kwargs(name, incident))
     kwargs.update(_audience_api_kwargs(name, incident))
+    kwargs.update(_messages_api_kwargs(name, incident))
     return reverse(name, kwargs=kwargs or None)
 
 
@@ -128,6 +129,42 @@ def _audience_api_kwargs(name: str, incident) -> dict:
             address="b@example.com", reason="complaint", source="manual"
         ).pk
     return kwargs
+
+
+def _messages_api_kwargs(name: str, incident) -> dict:
+    """For the messages API: version 1 of the default segment's message, without audit entries."""
+    from campaigns.models import Message, MessageVersion
+    from incidents.models import Segment
+
+    if not name.startswith(("api-message-", "api-version-")):
+        return {}
+    everyone, _ = Segment.objects.get_or_create(
+        incident=incident, is_default=True, defaults={"name": "Everyone else"}
+    )
+    message, _ = Message.objects.get_or_create(
+        incident=incident,
+        segment=everyone,
+        defaults={"sender_address": "care@retailer.example", "version_count": 1},
+    )
+    version = message.versions.first()
+    if version is None:
+        version = MessageVersion(
+            message=message,
+            number=1,
+            author=incident.owner,
+            sender_address="care@retailer.example",
+            fallback_locale="en",
+            content={
+                "en": {"subject": "We are sorry", "text": "Dear {{ first_name }}", "html": ""}
+            },
+        )
+        version.content_hash = version.compute_hash()
+        version.save()
+    if name.startswith("api-message-"):
+        return {"reference": incident.reference} | (
+            {"pk": message.pk} if name == "api-message-versions" else {}
+        )
+    return {"pk": version.pk}
 
 
 CASES = [(name, method) for name, methods in MATRIX.items() for method in methods]
