@@ -40,8 +40,12 @@ def _public(pattern: URLPattern) -> URLPattern:
     return URLPattern(pattern.pattern, view, pattern.default_args, pattern.name)
 
 
+# SendinBlue's URLs are anymail's deprecated aliases of Brevo's; Brevo's are mounted.
+_DEPRECATED = {"sendinblue_tracking_webhook"}
+
 urlpatterns = [
     _public(pattern)
     for pattern in anymail_urls.urlpatterns
-    if pattern.name.endswith("_tracking_webhook") or pattern.name == "mandrill_webhook"
+    if (pattern.name.endswith("_tracking_webhook") or pattern.name == "mandrill_webhook")
+    and pattern.name not in _DEPRECATED
 ]

@@ -335,3 +335,23 @@ MESSAGE_APPROVALS_REQUIRED = {"SEV1": 2, "default": 1} | {
 }
 # The locale new messages fall back to when a person's locale has no variant.
 MESSAGE_DEFAULT_FALLBACK_LOCALE = os.environ.get("MESSAGE_DEFAULT_FALLBACK_LOCALE", "en")
+
+# --- Production must-haves ---
+# Without these, production would run with forgeable webhooks (anyone could post
+# bounces and suppress real customers) or with pseudonyms that change whenever
+# SECRET_KEY is rotated. Refuse to start instead.
+if PRODUCTION:
+    _missing = [
+        name
+        for name, value in (
+            ("PSEUDONYM_KEY", PSEUDONYM_KEY),
+            ("WEBHOOK_SECRET", ANYMAIL.get("WEBHOOK_SECRET")),
+        )
+        if not value
+    ]
+    if _missing:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"The production profile needs {' and '.join(_missing)} (or {_missing[0]}_FILE)."
+        )

@@ -27,6 +27,10 @@ _PROFILE_OVERRIDES = (
     "MAIL_BACKEND",
     "SECRET_KEY_FILE",
     "REDIS_URL",
+    "PSEUDONYM_KEY",
+    "PSEUDONYM_KEY_FILE",
+    "WEBHOOK_SECRET",
+    "WEBHOOK_SECRET_FILE",
 )
 
 
@@ -90,6 +94,8 @@ def test_production_profile_passes_every_deploy_check(tmp_path):
     env.update(
         AMENDS_PROFILE="production",
         SECRET_KEY=secrets.token_urlsafe(64),
+        PSEUDONYM_KEY=secrets.token_urlsafe(32),
+        WEBHOOK_SECRET="esp:" + secrets.token_urlsafe(24),
         ALLOWED_HOSTS="amends.example",
         DATABASE_URL="postgres://postgres@127.0.0.1:5432/amends",
         AMENDS_NO_BOOTSTRAP="1",
@@ -106,6 +112,31 @@ def test_production_profile_passes_every_deploy_check(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "System check identified no issues" in output, output
+
+
+@pytest.mark.parametrize("missing", ["PSEUDONYM_KEY", "WEBHOOK_SECRET"])
+def test_production_profile_refuses_to_start_without_its_keys(tmp_path, missing):
+    env = {key: value for key, value in os.environ.items() if key not in _PROFILE_OVERRIDES}
+    env.update(
+        AMENDS_PROFILE="production",
+        SECRET_KEY=secrets.token_urlsafe(64),
+        PSEUDONYM_KEY=secrets.token_urlsafe(32),
+        WEBHOOK_SECRET="esp:" + secrets.token_urlsafe(24),
+        ALLOWED_HOSTS="amends.example",
+        AMENDS_NO_BOOTSTRAP="1",
+        AMENDS_VAR_DIR=str(tmp_path),
+    )
+    env.pop(missing)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert f"The production profile needs {missing}" in result.stderr
 
 
 def test_production_profile_refuses_to_start_without_a_secret_key(tmp_path):
