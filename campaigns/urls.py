@@ -1,8 +1,11 @@
 from django.urls import path
 
-from campaigns import views
+from campaigns import views, views_messages
 
 app_name = "campaigns"
+
+_message = "incidents/<str:reference>/messages/<int:segment_id>"
+_version = f"{_message}/versions/<int:number>"
 
 urlpatterns = [
     path("suppressions/", views.suppression_list, name="suppressions"),
@@ -13,4 +16,25 @@ urlpatterns = [
         views.suppression_lift,
         name="suppression-lift",
     ),
+    # --- Messages: draft per segment, compare, preview, test, approve ---
+    path(
+        "incidents/<str:reference>/messages/",
+        views_messages.message_list,
+        name="messages",
+    ),
+    path(f"{_message}/", views_messages.message_detail, name="message"),
+    path(f"{_message}/edit/", views_messages.message_edit, name="message-edit"),
+    path(f"{_message}/compare/", views_messages.message_diff, name="message-diff"),
+    path(f"{_version}/", views_messages.version_detail, name="version"),
+    path(f"{_version}/preview/", views_messages.version_preview, name="version-preview"),
+    path(f"{_version}/test-send/", views_messages.version_test_send, name="version-test-send"),
+    path(
+        f"{_version}/request-approval/",
+        views_messages.version_request_approval,
+        name="version-request-approval",
+    ),
+    path(f"{_version}/approve/", views_messages.version_approve, name="version-approve"),
+    path(f"{_version}/reject/", views_messages.version_reject, name="version-reject"),
+    path("outbox/", views_messages.outbox, name="outbox"),
+    path("outbox/<int:message_id>/", views_messages.outbox_message, name="outbox-message"),
 ]

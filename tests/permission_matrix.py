@@ -86,6 +86,40 @@ MATRIX: dict[str, dict[str, dict[str, int]]] = {
         "GET": row(302, 403, 403, 403, 200),
         "POST": row(302, 403, 403, 403, 200),
     },
+    # --- Messages UI ----------------------------------------------------------
+    # The fixture: version 1 of the default segment's message, by support_sam, SEV2
+    # (the same one the Messages API entries use). Empty posts: a form with errors
+    # (200), or a redirect back with a message (302). Support drafts, tests and asks
+    # for approval; Comms decides; everyone reads; the sandbox outbox is the Admin's.
+    "campaigns:messages": {"GET": READ_ALL},
+    "campaigns:message": {"GET": READ_ALL},
+    "campaigns:message-edit": {
+        "GET": row(302, 200, 403, 403, 200),
+        "POST": row(302, 200, 403, 403, 200),
+    },
+    "campaigns:message-diff": {"GET": READ_ALL},
+    "campaigns:version": {"GET": READ_ALL},
+    "campaigns:version-preview": {"GET": READ_ALL},
+    "campaigns:version-test-send": {
+        "GET": row(302, 200, 403, 403, 200),
+        "POST": row(302, 200, 403, 403, 200),
+    },
+    # Support asks (Comms is emailed); the Admin's second ask within minutes sends nothing.
+    "campaigns:version-request-approval": {
+        "GET": row(302, 405, 405, 405, 405),
+        "POST": row(302, 302, 403, 403, 302),
+    },
+    # GET is the confirmation page; a post without its confirmation goes to that page.
+    "campaigns:version-approve": {
+        "GET": row(302, 403, 200, 403, 200),
+        "POST": row(302, 403, 302, 403, 302),
+    },
+    "campaigns:version-reject": {
+        "GET": row(302, 405, 405, 405, 405),
+        "POST": row(302, 403, 200, 403, 200),
+    },
+    "campaigns:outbox": {"GET": row(302, 403, 403, 403, 200)},
+    "campaigns:outbox-message": {"GET": row(302, 403, 403, 403, 200)},
     # --- JSON API -----------------------------------------------------------
     "api-token": {"GET": row(405, 405, 405, 405, 405), "POST": row(400, 400, 400, 400, 400)},
     "api-incident-list": {"GET": API_READ_ALL, "POST": row(401, 400, 403, 403, 400)},

@@ -57,6 +57,7 @@ def _url(name: str, incident) -> str:
     kwargs.update(_audience_ui_kwargs(name, incident))
     kwargs.update(_audience_api_kwargs(name, incident))
     kwargs.update(_messages_api_kwargs(name, incident))
+    kwargs.update(_messages_ui_kwargs(name, incident))
     return reverse(name, kwargs=kwargs or None)
 
 
@@ -165,6 +166,26 @@ def _messages_api_kwargs(name: str, incident) -> dict:
             {"pk": message.pk} if name == "api-message-versions" else {}
         )
     return {"pk": version.pk}
+
+
+def _messages_ui_kwargs(name: str, incident) -> dict:
+    """For the message pages: the Messages API's version 1, and one kept outbox email."""
+    from campaigns.models import MessageVersion, OutboxMessage
+
+    if name == "campaigns:outbox-message":
+        kept = OutboxMessage.objects.create(
+            message_id="<sandbox-1@amends.local>", from_email="care@retailer.example", subject="Hi"
+        )
+        return {"message_id": kept.pk}
+    if not name.startswith(("campaigns:message", "campaigns:version")):
+        return {}
+    if name == "campaigns:messages":
+        return {"reference": incident.reference}
+    version = MessageVersion.objects.select_related("message").get(
+        pk=_messages_api_kwargs("api-version-detail", incident)["pk"]
+    )
+    kwargs = {"reference": incident.reference, "segment_id": version.message.segment_id}
+    return kwargs | ({"number": version.number} if name.startswith("campaigns:version") else {})
 
 
 CASES = [(name, method) for name, methods in MATRIX.items() for method in methods]
