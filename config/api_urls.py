@@ -2,8 +2,7 @@
 
 from django.urls import path, re_path
 
-from campaigns import api as campaigns_api
-from campaigns import api_messages as messages
+from campaigns.api import messages, suppressions, versions
 from incidents.api import audience, sendlog
 from incidents.api import incidents as api
 
@@ -74,15 +73,15 @@ urlpatterns = [
         name="api-sendlog-import-error-report",
     ),
     # --- Suppressions -------------------------------------------------------------
-    path("suppressions/", campaigns_api.SuppressionListApi.as_view(), name="api-suppression-list"),
+    path("suppressions/", suppressions.SuppressionListApi.as_view(), name="api-suppression-list"),
     path(
         "suppressions/import/",
-        campaigns_api.SuppressionImportApi.as_view(),
+        suppressions.SuppressionImportApi.as_view(),
         name="api-suppression-import",
     ),
     path(
         "suppressions/<int:pk>/",
-        campaigns_api.SuppressionDetailApi.as_view(),
+        suppressions.SuppressionDetailApi.as_view(),
         name="api-suppression-detail",
     ),
     # --- Messages: each segment's apology, its versions, preview and approval ----------
@@ -92,30 +91,30 @@ urlpatterns = [
         messages.VersionListApi.as_view(),
         name="api-message-versions",
     ),
-    path("versions/<int:pk>/", messages.VersionDetailApi.as_view(), name="api-version-detail"),
-    path("versions/<int:pk>/diff/", messages.VersionDiffApi.as_view(), name="api-version-diff"),
+    path("versions/<int:pk>/", versions.VersionDetailApi.as_view(), name="api-version-detail"),
+    path("versions/<int:pk>/diff/", versions.VersionDiffApi.as_view(), name="api-version-diff"),
     path(
         "versions/<int:pk>/preview/",
-        messages.VersionPreviewApi.as_view(),
+        versions.VersionPreviewApi.as_view(),
         name="api-version-preview",
     ),
     path(
         "versions/<int:pk>/test-send/",
-        messages.VersionTestSendApi.as_view(),
+        versions.VersionTestSendApi.as_view(),
         name="api-version-test-send",
     ),
     path(
         "versions/<int:pk>/request-approval/",
-        messages.VersionRequestApprovalApi.as_view(),
+        versions.VersionRequestApprovalApi.as_view(),
         name="api-version-request-approval",
     ),
     path(
         "versions/<int:pk>/approve/",
-        messages.VersionApproveApi.as_view(),
+        versions.VersionApproveApi.as_view(),
         name="api-version-approve",
     ),
     path(
-        "versions/<int:pk>/reject/", messages.VersionRejectApi.as_view(), name="api-version-reject"
+        "versions/<int:pk>/reject/", versions.VersionRejectApi.as_view(), name="api-version-reject"
     ),
     # --- Schema and docs ----------------------------------------------------------
     path("schema/", api.SchemaApi.as_view(), name="api-schema"),

@@ -3,7 +3,7 @@
 - `incidents.py`: the token, incidents and their timeline, the schema and docs, the 404.
 - `sendlog.py`: filling and reading the send log (batches, file imports).
 - `audience.py`: one incident's audience: preview, freeze, the affected list, segments.
-- `campaigns/api.py`: the suppression list.
+- `campaigns/api/`: the suppression list, and the apologies (messages, versions, approval).
 
 Each view is thin (HackSoft style): parse input with a nested serializer, call
 one service or selector, render with an output serializer. Each names
