@@ -365,7 +365,11 @@ def message_edit(request: HttpRequest, reference: str, segment_id: int) -> HttpR
     message = selectors.message_for_segment(segment=segment)
     latest = selectors.version_latest(message=message) if message else None
     if request.method != "POST":
-        locales = latest.locales if latest else starting_locales(segment)
+        locales = (
+            sorted(latest.locales, key=lambda code: code != latest.fallback_locale)
+            if latest
+            else starting_locales(segment)
+        )
         form = MessageForm(
             initial=MessageForm.initial_for(latest, locales=locales), locales=locales
         )

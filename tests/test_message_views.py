@@ -5,15 +5,19 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.urls import reverse
 
 from campaigns import services
 from campaigns.models import Approval, MessageVersion, OutboxMessage, TestSend
+from campaigns.rendering import render_version
+from incidents import demo
 from incidents import services as incident_services
 from incidents.actors import Actor
 from incidents.addresses import normalise
 from incidents.filters import AudienceFilter
-from incidents.models import AffectedPerson, AuditEntry, Segment, SendLogEntry
+from incidents.models import AffectedPerson, AuditEntry, Incident, Segment, SendLogEntry
 from incidents.roles import COMMS
 from incidents.services.audience import default_segment
 from tests.conftest import _make
@@ -401,6 +405,27 @@ def test_a_customer_name_with_html_is_escaped_in_the_preview(
     assert "<p>Dear &lt;b&gt;Eve&lt;/b&gt;&lt;script&gt;alert(1)&lt;/script&gt;,</p>" in srcdoc(
         response
     )
+
+
+def test_the_demo_incidents_preview_shows_real_content_in_english_and_german(db, client):
+    call_command("seed_demo", verbosity=0)
+    incident = Incident.objects.get(title=demo.DEMO_TITLE)
+    everyone = incident.segments.get(is_default=True)
+    version = MessageVersion.objects.filter(message__segment=everyone).order_by("-number")[0]
+    client.force_login(get_user_model().objects.get(username="comms_cleo"))
+
+    for locale, name in (("en", "English (en)"), ("de", "German (de)")):
+        person = AffectedPerson.objects.filter(segment=everyone, locale=locale).first()
+        response = client.get(vurl("version-preview", version), {"person": person.pk})
+
+        rendered = response.context["rendered"]
+        assert rendered == render_version(version=version, person=person)
+        assert rendered.locale == locale and not rendered.fell_back
+        page = text(response)
+        assert f"As {person.original_address} gets it, in {name}" in page
+        assert rendered.subject in page
+        assert person.metadata["first_name"] in rendered.text
+        assert srcdoc(response) == rendered.html and person.metadata["first_name"] in rendered.html
 
 
 def test_people_are_found_by_address_or_id_and_sampled_at_random(
