@@ -337,10 +337,11 @@ def version_warnings(*, version: MessageVersion, segment: Segment | None = None)
         chosen, fell_back = choose_locale(version.content, locale, version.fallback_locale)
         if fell_back:
             people = "person" if n == 1 else "people"
+            have = "has" if n == 1 else "have"
             warn(
                 "locale_missing",
                 locale,
-                f"{n:,} {people} in “{segment.name}” have the locale “{locale}”, which has no "
+                f"{n:,} {people} in “{segment.name}” {have} the locale “{locale}”, which has no "
                 f"variant; they get the “{chosen}” version.",
             )
     for locale in version.locales:

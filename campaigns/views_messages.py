@@ -575,12 +575,6 @@ def version_test_send(request: HttpRequest, reference: str, segment_id: int, num
             )
         except ValidationError as exc:
             add_validation_error(form, exc)
-        except OSError as exc:
-            form.add_error(
-                None,
-                f"The mail server did not take the test ({type(exc).__name__}); "
-                "it is recorded in the audit trail. Try again later.",
-            )
         else:
             emails = f"{sent.message_count} test email{'s' if sent.message_count != 1 else ''}"
             messages.success(

@@ -455,7 +455,7 @@ def test_warnings_show_for_a_missing_locale(login, support_sam, incident, segmen
     client = login(support_sam)
     zoe = people["zoe@example.fr"]
     warning = (
-        "1 person in “Everyone else” have the locale “fr”, which has no variant; "
+        "1 person in “Everyone else” has the locale “fr”, which has no variant; "
         "they get the “en” version."
     )
 

@@ -312,7 +312,7 @@ def test_a_locale_of_the_segment_without_a_variant_is_warned_about(segment, supp
         {
             "code": "locale_missing",
             "locale": "fr",
-            "message": "1 person in “Everyone else” have the locale “fr”, which has no variant; "
+            "message": "1 person in “Everyone else” has the locale “fr”, which has no variant; "
             "they get the “en” version.",
         }
     ]
@@ -595,3 +595,26 @@ def test_everything_is_audited_and_no_address_is_in_the_audit_trail(
     from incidents.audit import verify_chain
 
     assert verify_chain().ok
+
+
+def test_a_test_send_the_mail_server_refuses_is_a_clear_error_and_audited(
+    segment, support_sam, settings, monkeypatch
+):
+    """Whatever the backend raises, the person sees one clear refusal, never a 500."""
+    from django.core.mail.backends.locmem import EmailBackend
+
+    from incidents.models import AuditEntry
+
+    version = save(support_sam, segment=segment)
+
+    def refuse(self, messages):
+        raise ConnectionRefusedError("mail server down")
+
+    monkeypatch.setattr(EmailBackend, "send_messages", refuse)
+    with pytest.raises(ValidationError, match="did not take the test"):
+        services.version_test_send(
+            version=version,
+            addresses=[settings.MESSAGE_TEST_SEED_LIST[0]],
+            by=Actor.for_user(support_sam),
+        )
+    assert AuditEntry.objects.filter(action="message.test_send_failed").exists()

@@ -390,7 +390,12 @@ def version_test_send(
                 incident=version.message.incident,
                 after={**after, "error": type(exc).__name__},
             )
-        raise
+        # Any backend's failure (SMTP's OSError, anymail's AnymailError, …) reaches
+        # the UI and the API as one clear, recorded refusal rather than a 500.
+        raise ValidationError(
+            f"The mail server did not take the test ({type(exc).__name__}); it is recorded "
+            "in the audit trail. Try again later."
+        ) from exc
     with transaction.atomic():
         test_send = TestSend.objects.create(
             version=version,
