@@ -831,3 +831,11 @@ def test_every_message_page_renders_without_inline_styles_or_unnonced_scripts(
         assert re.search(r"\shx-on|\son[a-z]+\s*=", markup) is None, where
         for frame in iframes(page):
             assert re.search(r"\ssandbox[\s>]", frame) and "allow-" not in frame, where
+
+
+def test_the_outbox_is_in_the_navigation_only_for_those_who_may_see_it(
+    login, client, admin_ada, support_sam
+):
+    assert 'href="/outbox/"' in login(admin_ada).get("/").content.decode()
+    client.logout()
+    assert 'href="/outbox/"' not in login(support_sam).get("/").content.decode()
