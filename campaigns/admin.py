@@ -6,7 +6,16 @@ message changes only through services.version_create (which audits it).
 
 from django.contrib import admin
 
-from campaigns.models import Approval, Message, MessageVersion, OutboxMessage, Suppression, TestSend
+from campaigns.models import (
+    Approval,
+    Campaign,
+    Delivery,
+    Message,
+    MessageVersion,
+    OutboxMessage,
+    Suppression,
+    TestSend,
+)
 from incidents.admin import ReadOnlyAdmin
 
 
@@ -50,3 +59,21 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "subject", "from_email", "mailer", "message_id"]
     search_fields = ["subject", "message_id"]
     date_hierarchy = "created_at"
+
+
+@admin.register(Campaign)
+class CampaignAdmin(ReadOnlyAdmin):
+    # Campaigns change only through the sending services, which audit every move.
+    list_display = ["incident", "segment", "status", "launched_by", "launched_at", "finished_at"]
+    list_filter = ["status", "is_resend"]
+    list_select_related = ["incident", "segment", "launched_by"]
+    search_fields = ["incident__reference"]
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["campaign", "status", "attempts", "esp_message_id", "sent_at", "updated_at"]
+    list_filter = ["status", "resend"]
+    list_select_related = ["campaign"]
+    search_fields = ["=esp_message_id", "=verification_code"]
+    raw_id_fields = ["person"]

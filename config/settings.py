@@ -355,3 +355,35 @@ if PRODUCTION:
         raise ImproperlyConfigured(
             f"The production profile needs {' and '.join(_missing)} (or {_missing[0]}_FILE)."
         )
+
+# --- Sending ---
+# See docs/sending.md. Defaults suit the embedded demo and a small ESP account.
+# Messages per second per campaign, across all workers (a campaign can set its own).
+SEND_RATE_LIMIT = envint("SEND_RATE_LIMIT", default=50)
+# Deliveries per rq job. 500 keeps a 1M-recipient campaign at 2,000 jobs.
+SEND_BATCH_SIZE = envint("SEND_BATCH_SIZE", default=500)
+# ESP calls a worker keeps in flight at once (one thread and one ESP connection each).
+SEND_CONCURRENCY = envint("SEND_CONCURRENCY", default=8)
+# A claimed delivery belongs to its worker this long; after it, the sweeper decides.
+# Must exceed the ESP timeout (ANYMAIL REQUESTS_TIMEOUT, 30 s) by a wide margin.
+SEND_LEASE_SECONDS = envint("SEND_LEASE_SECONDS", default=300)
+# ESP calls per delivery before a transient error (5xx, no connection) becomes `failed`.
+SEND_MAX_ATTEMPTS = envint("SEND_MAX_ATTEMPTS", default=5)
+# Backoff after a transient error: base × 2^(attempt−1) seconds, at most the cap.
+SEND_RETRY_BASE_SECONDS = float(os.environ.get("SEND_RETRY_BASE_SECONDS", "2"))
+SEND_RETRY_MAX_SECONDS = envint("SEND_RETRY_MAX_SECONDS", default=600)
+# A 429 without a usable Retry-After waits this long.
+SEND_RETRY_AFTER_DEFAULT_SECONDS = envint("SEND_RETRY_AFTER_DEFAULT_SECONDS", default=30)
+# A job waits this long itself for its next due delivery; longer waits go to the sweeper.
+SEND_MAX_INLINE_WAIT_SECONDS = envint("SEND_MAX_INLINE_WAIT_SECONDS", default=60)
+# How often a worker re-reads its campaign's status (pause and cancel reach it within this).
+SEND_CONTROL_CHECK_SECONDS = float(os.environ.get("SEND_CONTROL_CHECK_SECONDS", "1"))
+# Auto-pause: over a worker's last SEND_ERROR_WINDOW ESP calls, more errors than this share.
+SEND_ERROR_WINDOW = envint("SEND_ERROR_WINDOW", default=50)
+SEND_ERROR_PAUSE_RATIO = float(os.environ.get("SEND_ERROR_PAUSE_RATIO", "0.5"))
+# Seconds an rq send job may run.
+SEND_JOB_TIMEOUT = envint("SEND_JOB_TIMEOUT", default=3600)
+# The sweeper re-enqueues a running campaign's due work when no worker claimed any this long.
+SWEEP_STALE_SECONDS = envint("SWEEP_STALE_SECONDS", default=120)
+# Prefix of the Redis keys for rate tokens and ESP holds.
+SEND_REDIS_PREFIX = os.environ.get("SEND_REDIS_PREFIX", "amends:send")

@@ -21,6 +21,8 @@ _READ = [
     "campaigns.view_messageversion",
     "campaigns.view_approval",
     "campaigns.view_testsend",
+    "campaigns.view_campaign",
+    "campaigns.view_delivery",
 ]
 # Finding and shaping the audience: import the send log, freeze, segment, trim the list.
 _AUDIENCE = [
@@ -37,6 +39,12 @@ _AUDIENCE = [
 _DRAFT = ["campaigns.add_messageversion", "campaigns.test_send_messageversion"]
 # Deciding on a version (four eyes: never by anyone who wrote part of the message).
 _DECIDE = ["campaigns.approve_messageversion"]
+# Sending: launch, top up, send again, pause/resume/cancel, decide on uncertain deliveries.
+_SEND = [
+    "campaigns.launch_campaign",
+    "campaigns.control_campaign",
+    "campaigns.resolve_delivery",
+]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     SUPPORT: [
@@ -47,6 +55,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "incidents.add_note",
         *_AUDIENCE,
         *_DRAFT,
+        *_SEND,
     ],
     COMMS: [*_READ, "incidents.transition_incident", "incidents.add_note", *_DECIDE],
     AUDITOR: [*_READ, "incidents.view_auditentry", "incidents.verify_audit"],
@@ -64,6 +73,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "campaigns.delete_suppression",
         *_DRAFT,
         *_DECIDE,
+        *_SEND,
         "campaigns.view_outboxmessage",
         "auth.view_user",
         "auth.add_user",

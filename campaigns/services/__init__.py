@@ -15,6 +15,15 @@ from campaigns.services.messages import (
     version_create,
     version_test_send,
 )
+from campaigns.services.sending import (
+    campaign_auto_pause,
+    campaign_cancel,
+    campaign_launch,
+    campaign_pause,
+    campaign_resume,
+    campaign_top_up,
+    delivery_resolve_uncertain,
+)
 from campaigns.services.suppressions import (
     MAX_SUPPRESSION_ROWS,
     suppression_add,
@@ -36,4 +45,12 @@ __all__ = [
     "version_is_approved",
     "version_reject",
     "version_test_send",
+    # Sending (campaigns/services/sending.py)
+    "campaign_auto_pause",
+    "campaign_cancel",
+    "campaign_launch",
+    "campaign_pause",
+    "campaign_resume",
+    "campaign_top_up",
+    "delivery_resolve_uncertain",
 ]

@@ -1,0 +1,73 @@
+"""Background jobs of the campaigns app. Each takes ids and is safe to run again.
+
+Send jobs go to the "send" queue (an `rqworker send` process; in embedded mode
+they run in-process after the commit). The sweeper job can run from rq's
+scheduler or cron; `manage.py sweep_deliveries` does the same.
+"""
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+
+from incidents.queue import enqueue
+
+log = logging.getLogger(__name__)
+
+SEND_QUEUE = "send"
+
+
+def send_batch(campaign_id: int, first_id: int, last_id: int) -> dict:
+    """Send the due, queued deliveries of a campaign between two ids (campaigns.sending)."""
+    from campaigns import sending
+
+    return sending.send_batch(campaign_id, first_id, last_id)
+
+
+def sweep_deliveries() -> dict:
+    """Recover expired leases and lost jobs (campaigns.sending.sweep)."""
+    from campaigns import sending
+
+    report = sending.sweep()
+    log.info("sweep_deliveries: %s", report)
+    return report
+
+
+def batch_job_id(campaign_id: int, first_id: int, last_id: int) -> str:
+    return f"send-{campaign_id}-{first_id}-{last_id}"
+
+
+def _push(campaign_id: int, ranges: list[tuple[int, int]]) -> None:
+    import django_rq
+    from rq.job import JobStatus
+
+    send_queue = django_rq.get_queue(SEND_QUEUE)
+    for first_id, last_id in ranges:
+        job_id = batch_job_id(campaign_id, first_id, last_id)
+        waiting = send_queue.fetch_job(job_id)
+        if waiting is not None and waiting.get_status(refresh=False) == JobStatus.QUEUED:
+            continue  # the same batch is still waiting in the queue
+        send_queue.enqueue(
+            send_batch,
+            campaign_id,
+            first_id,
+            last_id,
+            job_id=job_id,
+            job_timeout=settings.SEND_JOB_TIMEOUT,
+            result_ttl=3600,
+        )
+
+
+def enqueue_batches(campaign_id: int, ranges: list[tuple[int, int]]) -> None:
+    """Queue one send job per id range, once the current transaction commits.
+
+    On rq a batch has a fixed job id, so a batch still waiting in the queue is
+    not queued twice (the sweeper may ask again every minute).
+    """
+    if not ranges:
+        return
+    if settings.REDIS_URL:
+        transaction.on_commit(lambda: _push(campaign_id, ranges))
+    else:
+        for first_id, last_id in ranges:
+            enqueue(send_batch, campaign_id, first_id, last_id, queue=SEND_QUEUE)
