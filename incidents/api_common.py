@@ -71,11 +71,26 @@ def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
     return {prefix or NON_FIELD: [str(message) for message in messages]}
 
 
+# Service refusals that name what went wrong: a client can act on the code.
+# A decision by someone who may not make it is a 403; a request overtaken by
+# another change (or repeating one) is a 409.
+_SERVICE_CODES = {
+    "self_approval": exceptions.PermissionDenied,
+    "already_decided": Conflict,
+    "not_latest": Conflict,
+    "stale_version": Conflict,
+    "unchanged": Conflict,
+}
+
+
 def _from_django(exc: DjangoValidationError) -> exceptions.APIException:
     """Services validate with full_clean(); their errors become ours."""
     if isinstance(exc, IllegalTransition):
         # Well-formed but impossible from the incident's current status: a conflict.
         return Conflict(" ".join(exc.messages), code="illegal_transition")
+    code = getattr(exc, "code", None)
+    if not hasattr(exc, "error_dict") and code in _SERVICE_CODES:
+        return _SERVICE_CODES[code](" ".join(exc.messages), code=code)
     if hasattr(exc, "error_dict"):
         return exceptions.ValidationError(exc.message_dict)
     return exceptions.ValidationError({NON_FIELD: exc.messages})

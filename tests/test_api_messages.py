@@ -219,8 +219,8 @@ def test_a_save_based_on_an_outdated_version_is_refused(api, draft, support_sam)
     again = edited | {"content": {"en": EN | {"subject": "Sorry"}, "de": dict(DE)}}
     error = _assert_error(
         client.post(versions_url, again | {"based_on": draft["id"]}, format="json"),
-        400,
-        "validation_failed",
+        409,
+        "stale_version",
     )
     assert "Someone saved version 2 while you were editing version 1" in error["message"]
     assert _state() == before
@@ -250,7 +250,7 @@ def test_the_author_cannot_approve_their_own_version(
     ).json()
     before = _state()
     error = _assert_error(
-        admin.post(_version_url(mine, "approve/"), {}, format="json"), 400, "validation_failed"
+        admin.post(_version_url(mine, "approve/"), {}, format="json"), 403, "self_approval"
     )
     assert error["message"].startswith("You wrote version 2")
     assert _state() == before
@@ -373,7 +373,7 @@ def test_a_rejection_needs_a_comment_and_goes_back_to_the_author(
     assert [m.to for m in mailoutbox] == [["support_sam@amends.example"]]
     assert "drop the discount" in mailoutbox[0].body
     # A rejected version is stopped for good.
-    assert client.post(_version_url(draft, "approve/"), {}, format="json").status_code == 400
+    assert client.post(_version_url(draft, "approve/"), {}, format="json").status_code == 409
 
 
 def test_a_sev1_version_needs_two_approvals(

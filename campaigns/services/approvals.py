@@ -36,7 +36,8 @@ def _require_latest(version: MessageVersion) -> None:
     if version.number != version.message.version_count:
         raise ValidationError(
             f"Version {version.number} is not the latest; version "
-            f"{version.message.version_count} replaced it. Review the latest version."
+            f"{version.message.version_count} replaced it. Review the latest version.",
+            code="not_latest",
         )
 
 
@@ -44,14 +45,16 @@ def _require_independent(version: MessageVersion, user) -> None:
     """The decider wrote neither this version nor any earlier one of the message."""
     if user.pk == version.author_id:
         raise ValidationError(
-            f"You wrote version {version.number}; someone who did not write it must decide on it."
+            f"You wrote version {version.number}; someone who did not write it must decide on it.",
+            code="self_approval",
         )
     earlier = selectors.chain_authors(version)
     if user.pk in earlier:
         numbers = ", ".join(str(n) for n in earlier[user.pk])
         raise ValidationError(
             f"You wrote version {numbers} of this message; someone who wrote none of it "
-            "must decide on it."
+            "must decide on it.",
+            code="self_approval",
         )
 
 
@@ -59,7 +62,8 @@ def _require_undecided(version: MessageVersion, user) -> None:
     mine = version.approvals.filter(approver=user).first()
     if mine is not None:
         raise ValidationError(
-            f"You already {mine.get_decision_display().lower()} version {version.number}."
+            f"You already {mine.get_decision_display().lower()} version {version.number}.",
+            code="already_decided",
         )
 
 

@@ -252,10 +252,11 @@ def version_create(
     if based_on is not None and based_on != latest:
         raise ValidationError(
             f"Someone saved version {latest} while you were editing version {based_on}. "
-            "Open the latest version and make your changes there."
+            "Open the latest version and make your changes there.",
+            code="stale_version",
         )
     if previous is not None and draft.same_as(previous):
-        raise ValidationError(f"Nothing changed since version {previous.number}.")
+        raise ValidationError(f"Nothing changed since version {previous.number}.", code="unchanged")
     version = MessageVersion(
         message=message,
         number=latest + 1,
