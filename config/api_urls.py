@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from campaigns.api import messages, suppressions, versions
+from campaigns.api import campaigns, messages, suppressions, versions
 from incidents.api import audience, sendlog
 from incidents.api import incidents as api
 
@@ -115,6 +115,37 @@ urlpatterns = [
     ),
     path(
         "versions/<int:pk>/reject/", versions.VersionRejectApi.as_view(), name="api-version-reject"
+    ),
+    # --- Sending: campaigns, their control, their deliveries ---------------------------
+    path(f"{INCIDENT}campaigns/", campaigns.CampaignListApi.as_view(), name="api-campaign-list"),
+    path("campaigns/<int:pk>/", campaigns.CampaignDetailApi.as_view(), name="api-campaign-detail"),
+    path(
+        "campaigns/<int:pk>/pause/", campaigns.CampaignPauseApi.as_view(), name="api-campaign-pause"
+    ),
+    path(
+        "campaigns/<int:pk>/resume/",
+        campaigns.CampaignResumeApi.as_view(),
+        name="api-campaign-resume",
+    ),
+    path(
+        "campaigns/<int:pk>/cancel/",
+        campaigns.CampaignCancelApi.as_view(),
+        name="api-campaign-cancel",
+    ),
+    path(
+        "campaigns/<int:pk>/top-up/",
+        campaigns.CampaignTopUpApi.as_view(),
+        name="api-campaign-top-up",
+    ),
+    path(
+        "campaigns/<int:pk>/deliveries/",
+        campaigns.CampaignDeliveriesApi.as_view(),
+        name="api-campaign-deliveries",
+    ),
+    path(
+        "deliveries/<int:pk>/resolve/",
+        campaigns.DeliveryResolveApi.as_view(),
+        name="api-delivery-resolve",
     ),
     # --- Schema and docs ----------------------------------------------------------
     path("schema/", api.SchemaApi.as_view(), name="api-schema"),

@@ -172,6 +172,21 @@ MATRIX: dict[str, dict[str, dict[str, int]]] = {
     "api-version-request-approval": {"POST": row(401, 200, 403, 403, 200)},
     "api-version-approve": {"POST": row(401, 403, 200, 403, 200)},
     "api-version-reject": {"POST": row(401, 403, 400, 403, 400)},
+    # --- Sending API ------------------------------------------------------------
+    # The fixture: a running campaign of the Messages API's version 1 (not approved),
+    # with one uncertain delivery. Support and Admin launch, control and decide; everyone
+    # reads. Empty posts: launch takes JSON only (415); pause pauses (200), then the
+    # Admin's is refused as already paused (409); resume of a running campaign and the
+    # top-up of an unapproved version are refused (409); cancel cancels, then 409; a
+    # decision without `decision` is a 400.
+    "api-campaign-list": {"GET": API_READ_ALL, "POST": row(401, 415, 403, 403, 415)},
+    "api-campaign-detail": {"GET": API_READ_ALL},
+    "api-campaign-pause": {"POST": row(401, 200, 403, 403, 409)},
+    "api-campaign-resume": {"POST": row(401, 409, 403, 403, 409)},
+    "api-campaign-cancel": {"POST": row(401, 200, 403, 403, 409)},
+    "api-campaign-top-up": {"POST": row(401, 409, 403, 403, 409)},
+    "api-campaign-deliveries": {"GET": API_READ_ALL},
+    "api-delivery-resolve": {"POST": row(401, 400, 403, 403, 400)},
     "api-schema": {"GET": API_READ_ALL},
     "api-docs": {"GET": row(302, 200, 200, 200, 200)},
     "api-not-found": {"GET": row(404, 404, 404, 404, 404)},

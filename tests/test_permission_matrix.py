@@ -58,6 +58,7 @@ def _url(name: str, incident) -> str:
     kwargs.update(_audience_api_kwargs(name, incident))
     kwargs.update(_messages_api_kwargs(name, incident))
     kwargs.update(_messages_ui_kwargs(name, incident))
+    kwargs.update(_sending_api_kwargs(name, incident))
     return reverse(name, kwargs=kwargs or None)
 
 
@@ -186,6 +187,42 @@ def _messages_ui_kwargs(name: str, incident) -> dict:
     )
     kwargs = {"reference": incident.reference, "segment_id": version.message.segment_id}
     return kwargs | ({"number": version.number} if name.startswith("campaigns:version") else {})
+
+
+def _sending_api_kwargs(name: str, incident) -> dict:
+    """For the sending API: a running campaign of the Messages API's version 1 (not
+    approved), with one uncertain delivery, made without audit entries."""
+    from campaigns.models import Campaign, Delivery, MessageVersion
+    from incidents.models import AffectedPerson
+
+    if not name.startswith(("api-campaign-", "api-delivery-")):
+        return {}
+    if name == "api-campaign-list":
+        return {"reference": incident.reference}
+    version = MessageVersion.objects.select_related("message").get(
+        pk=_messages_api_kwargs("api-version-detail", incident)["pk"]
+    )
+    campaign = Campaign.objects.create(
+        incident=incident,
+        segment_id=version.message.segment_id,
+        version=version,
+        content_hash=version.content_hash,
+        status=Campaign.Status.RUNNING,
+    )
+    person = AffectedPerson.objects.create(
+        incident=incident,
+        address="d@example.com",
+        original_address="d@example.com",
+        segment_id=version.message.segment_id,
+    )
+    delivery = Delivery.objects.create(
+        campaign=campaign,
+        incident=incident,
+        person=person,
+        address="d@example.com",
+        status=Delivery.Status.UNCERTAIN,
+    )
+    return {"pk": delivery.pk if name.startswith("api-delivery-") else campaign.pk}
 
 
 CASES = [(name, method) for name, methods in MATRIX.items() for method in methods]
