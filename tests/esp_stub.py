@@ -11,6 +11,7 @@ test can assert that nobody got one twice.
     settings.MAILERS = {"default": stub.mailer()}
     stub.answer_next(429, retry_after=1)       # the next request is throttled
     stub.reject("ann@example.com")             # Postmark 406: inactive recipient
+    stub.slow("bob@example.com", 2)            # taken, but the answer comes too late
     stub.accepted["17"]                        # how many times delivery 17 was taken
 """
 
@@ -41,6 +42,7 @@ class PostmarkStub:
         self.requests: list[Request] = []
         self._scripts: dict[str | None, deque[tuple[int, dict, dict]]] = {}
         self._rejected: dict[str, tuple[int, str]] = {}
+        self._slow: dict[str, float] = {}
         self.on_accept = None  # called with the payload after a message is taken
         self.delay = 0.0  # seconds added to every answer
         self._server: ThreadingHTTPServer | None = None
@@ -75,6 +77,11 @@ class PostmarkStub:
                 message = f"Invalid 'To' address: '{address}'."
         with self.lock:
             self._rejected[address.lower()] = (code, message)
+
+    def slow(self, address: str, seconds: float):
+        """Take this recipient's message, but answer only after `seconds` (a lost answer)."""
+        with self.lock:
+            self._slow[address.lower()] = seconds
 
     # --- What it saw ---------------------------------------------------------------
     @property
@@ -113,8 +120,9 @@ class PostmarkStub:
                 if self.headers.get("X-Postmark-Server-Token") != TOKEN:
                     return self._answer(401, {}, {"ErrorCode": 10, "Message": "Bad token"})
                 status, headers, body = stub._decide(payload)
-                if stub.delay:
-                    time.sleep(stub.delay)
+                to = payload.get("To", "").rsplit("<", 1)[-1].rstrip(">").strip().lower()
+                if stub.delay or to in stub._slow:
+                    time.sleep(stub._slow.get(to, stub.delay))
                 self._answer(status, headers, body)
                 if status == 200 and stub.on_accept is not None:
                     stub.on_accept(payload)

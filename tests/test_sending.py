@@ -418,6 +418,65 @@ def test_a_permanent_rejection_is_recorded_with_the_esps_reason(
     assert counts(campaign) == {Status.SENT: 10, Status.FAILED: 2}
 
 
+def test_an_answer_lost_after_the_request_left_is_uncertain_and_never_retried(
+    segment, people, support_sam, version, stub, settings
+):
+    # The ESP takes the message but answers after the client gave up (a read timeout):
+    # sending again could be a second apology, so nobody does without a person's decision.
+    settings.MAILERS = {"default": stub.mailer(timeout=0.3)}
+    slow = people[4].original_address.strip()
+    stub.slow(slow, 1)
+    campaign = launch(version, segment, support_sam)
+
+    lost = campaign.deliveries.get(person=people[4])
+    assert lost.status == Status.UNCERTAIN and "answer was lost" in lost.error
+    assert stub.accepted[str(lost.pk)] == 1 and len(stub.requests_for(lost.pk)) == 1
+    assert AuditEntry.objects.get(action="delivery.uncertain").actor_label == "system:sender"
+    later = timezone.now() + timedelta(seconds=settings.SEND_LEASE_SECONDS + 1)
+    sending.sweep(now=later)
+    drain()
+    assert len(stub.requests_for(lost.pk)) == 1
+    assert counts(campaign) == {Status.SENT: 11, Status.UNCERTAIN: 1}
+
+
+def test_every_person_is_accounted_for_at_the_end(
+    segment, people, support_sam, version, stub, settings
+):
+    settings.MAILERS = {"default": stub.mailer(timeout=0.3)}
+    services.suppression_add(
+        address=people[0].address, reason="complaint", source="manual", by=as_user(support_sam)
+    )
+    stub.reject(people[1].original_address.strip())
+    stub.slow(people[2].original_address.strip(), 1)
+    stub.answer_next(500, address=people[3].original_address.strip())
+    campaign = launch(version, segment, support_sam)
+
+    state = counts(campaign)
+    assert state == {Status.SENT: 9, Status.SUPPRESSED: 1, Status.FAILED: 1, Status.UNCERTAIN: 1}
+    total = sum(state[s] for s in (Status.SENT, Status.FAILED, Status.SUPPRESSED, Status.UNCERTAIN))
+    assert total == segment.people.filter(removed_at=None).count() == 12
+    assert campaign.status == Campaign.Status.COMPLETED
+    assert max(stub.accepted.values()) == 1
+
+
+def test_a_refused_connection_is_retried_since_nothing_left(
+    segment, people, support_sam, version, settings
+):
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "anymail.backends.postmark.EmailBackend",
+            "OPTIONS": {"server_token": "x", "api_url": "http://127.0.0.1:9/", "timeout": 1},
+        }
+    }
+    settings.SEND_MAX_ATTEMPTS = 2
+    campaign = launch(version, segment, support_sam)
+
+    assert counts(campaign) == {Status.FAILED: 12}
+    delivery = campaign.deliveries.first()
+    assert delivery.attempts == 2
+    assert delivery.error.startswith("Gave up after 2 attempts: No connection to the ESP")
+
+
 def test_a_high_error_rate_pauses_the_campaign_and_says_why(
     segment, people, support_sam, version, stub, settings
 ):
@@ -442,7 +501,7 @@ def test_pause_stops_sending_and_resume_finishes_without_resending_anyone(
     incident, segment, support_sam, version, stub, settings
 ):
     settings.SEND_CONCURRENCY = 2
-    stub.delay = 0.02  # an ESP round trip, so that pausing lands mid-batch
+    stub.delay = 0.05  # an ESP round trip, so that pausing lands mid-batch
     add_people(incident, support_sam, 40, start=100)
     paused = threading.Event()
 
@@ -511,7 +570,7 @@ def test_cancel_stops_for_good_and_nothing_more_is_sent(
     incident, segment, support_sam, version, stub, settings
 ):
     settings.SEND_CONCURRENCY = 1
-    stub.delay = 0.02
+    stub.delay = 0.05
     add_people(incident, support_sam, 20, start=200)
 
     def cancel_after_three(payload):
@@ -651,6 +710,17 @@ def test_the_sweeper_enqueues_lost_work_again_and_the_campaign_completes(
     assert campaign.status == Campaign.Status.COMPLETED
     assert counts(campaign) == {Status.SENT: 12}
     assert stub.taken == 12 and max(stub.accepted.values()) == 1
+
+
+def test_the_sweep_command_reports_what_it_did(segment, people, support_sam, version, stub):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    launch(version, segment, support_sam)
+    out = StringIO()
+    call_command("sweep_deliveries", stdout=out)
+    assert "0 uncertain" in out.getvalue() and "0 batches enqueued again" in out.getvalue()
 
 
 def test_a_running_campaign_that_makes_progress_is_left_alone_by_the_sweeper(

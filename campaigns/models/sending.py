@@ -1,7 +1,7 @@
 """Campaigns and deliveries: one send of an approved version, and each person's copy of it.
 
 The database holds the whole state of a send. A delivery moves through its
-statuses by conditional UPDATEs (campaigns/sending.py), so two workers, a
+statuses by conditional UPDATEs (campaigns/sending/), so two workers, a
 crashed worker and the sweeper can never both act on one row; the partial
 unique index `delivery_once_per_incident` makes a second apology to a person
 in one incident impossible unless it is an explicit, audited "send again".
@@ -197,7 +197,7 @@ _AFTER_SENT = (
     DeliveryStatus.COMPLAINED,
 )
 # Every move a delivery can make. The worker's and the sweeper's conditional
-# UPDATEs (campaigns/sending.py) make exactly these moves, and no others.
+# UPDATEs (campaigns/sending/) make exactly these moves, and no others.
 DELIVERY_TRANSITIONS: dict[str, tuple[str, ...]] = {
     # claimed by a worker; cancelled with its campaign; suppressed or cancelled
     # when the worker finds the address suppressed or the person removed.

@@ -1,0 +1,119 @@
+"""Claiming deliveries in the database: id ranges for jobs, conditional claims, releases."""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from campaigns.models import Campaign, Delivery
+
+Status = Delivery.Status
+
+# --- Batches -------------------------------------------------------------------------------
+
+
+def batch_ranges(
+    campaign_id: int,
+    batch_size: int,
+    *,
+    min_id: int | None = None,
+    due_by: datetime | None = None,
+) -> list[tuple[int, int]]:
+    """(first id, last id) of each run of `batch_size` queued deliveries, in id order.
+
+    `due_by`: only deliveries due by then (no next attempt time, or an earlier one).
+    """
+    where = ["campaign_id = %s", "status = %s"]
+    params: list = [campaign_id, Status.QUEUED]
+    if min_id is not None:
+        where.append("id >= %s")
+        params.append(min_id)
+    if due_by is not None:
+        where.append("(next_attempt_at IS NULL OR next_attempt_at <= %s)")
+        params.append(due_by)
+    sql = f"""
+        SELECT MIN(id), MAX(id) FROM (
+            SELECT id, (ROW_NUMBER() OVER (ORDER BY id) - 1) / %s AS grp
+            FROM campaigns_delivery WHERE {" AND ".join(where)}
+        ) numbered GROUP BY grp ORDER BY grp
+    """  # noqa: S608 (constant fragments; values are parameters)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [batch_size, *params])
+        return [(first, last) for first, last in cursor.fetchall()]
+
+
+# --- Claiming --------------------------------------------------------------------------------
+
+
+def claim(campaign_id: int, first_id: int, last_id: int, limit: int) -> list[int]:
+    """Set up to `limit` due, queued deliveries of the range `sending` with a lease; their ids.
+
+    Committed before anything is sent: once a row is `sending`, no other job
+    will take it, and the sweeper alone decides about it if this worker dies.
+    """
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.SEND_LEASE_SECONDS)
+    if connection.vendor == "postgresql":
+        sql = """
+            WITH picked AS (
+                SELECT id FROM campaigns_delivery
+                WHERE campaign_id = %s AND id BETWEEN %s AND %s AND status = 'queued'
+                  AND (next_attempt_at IS NULL OR next_attempt_at <= %s)
+                ORDER BY id LIMIT %s
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE campaigns_delivery d
+            SET status = 'sending', attempts = d.attempts + 1, lease_until = %s, updated_at = %s
+            FROM picked WHERE d.id = picked.id
+            RETURNING d.id
+        """
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, [campaign_id, first_id, last_id, now, limit, lease, now])
+            ids = sorted(row[0] for row in cursor.fetchall())
+    else:
+        # SQLite: transactions are IMMEDIATE, so nobody writes between the read and the update.
+        with transaction.atomic():
+            ids = list(
+                Delivery.objects.filter(
+                    campaign_id=campaign_id,
+                    id__gte=first_id,
+                    id__lte=last_id,
+                    status=Status.QUEUED,
+                )
+                .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+                .order_by("id")
+                .values_list("id", flat=True)[:limit]
+            )
+            if ids:
+                from django.db.models import F
+
+                Delivery.objects.filter(id__in=ids, status=Status.QUEUED).update(
+                    status=Status.SENDING,
+                    attempts=F("attempts") + 1,
+                    lease_until=lease,
+                    updated_at=now,
+                )
+    if ids:
+        # Outside the claim's transaction, so it never waits on a campaign lock while
+        # holding delivery locks. At most every second: it only tells the sweeper "alive".
+        Campaign.objects.filter(pk=campaign_id).filter(
+            Q(last_claim_at__isnull=True) | Q(last_claim_at__lt=now - timedelta(seconds=1))
+        ).update(last_claim_at=now)
+    return ids
+
+
+def release(ids: list[int], *, not_before: datetime | None = None) -> int:
+    """Claimed rows that were never handed to the ESP go back to the queue, attempt uncounted."""
+    if not ids:
+        return 0
+    from django.db.models import F
+
+    return Delivery.objects.filter(id__in=ids, status=Status.SENDING).update(
+        status=Status.QUEUED,
+        attempts=F("attempts") - 1,
+        lease_until=None,
+        next_attempt_at=not_before,
+        updated_at=timezone.now(),
+    )

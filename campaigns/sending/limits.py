@@ -1,0 +1,103 @@
+"""The global rate limit: a token bucket per campaign, in Redis or in this process."""
+
+import math
+import threading
+import time
+
+from django.conf import settings
+
+# --- The global rate limit -----------------------------------------------------------------
+
+# A token bucket per campaign, refilled at `rate` tokens/s, holding at most `capacity`.
+# Returns 0 when a token was taken, else the milliseconds to wait. A hold key (set
+# after an ESP 429) makes every worker wait until it expires.
+_BUCKET_LUA = """
+local hold = redis.call('PTTL', KEYS[2])
+if hold > 0 then return hold end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rate = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+    tokens = capacity
+    ts = now
+end
+tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate / 1000)
+local wait = 0
+if tokens >= 1 then
+    tokens = tokens - 1
+else
+    wait = math.ceil((1 - tokens) * 1000 / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(capacity * 1000 / rate) + 1000)
+return wait
+"""
+
+
+def _capacity(rate: int) -> int:
+    return max(1, math.ceil(rate / 10))  # bursts of at most a tenth of a second
+
+
+class _LocalLimiter:
+    """The same bucket in this process, for the embedded mode (one process sends)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._buckets: dict[int, tuple[float, float]] = {}
+        self._holds: dict[str, float] = {}
+
+    def take(self, campaign_id: int, rate: int, mailer: str) -> float:
+        now = time.monotonic()
+        with self._lock:
+            held = self._holds.get(mailer, 0) - now
+            if held > 0:
+                return held
+            capacity = _capacity(rate)
+            tokens, ts = self._buckets.get(campaign_id, (capacity, now))
+            tokens = min(capacity, tokens + (now - ts) * rate)
+            if tokens >= 1:
+                self._buckets[campaign_id] = (tokens - 1, now)
+                return 0
+            self._buckets[campaign_id] = (tokens, now)
+            return (1 - tokens) / rate
+
+    def hold(self, mailer: str, seconds: float) -> None:
+        with self._lock:
+            until = time.monotonic() + seconds
+            self._holds[mailer] = max(self._holds.get(mailer, 0), until)
+
+
+class _RedisLimiter:
+    """One bucket per campaign in Redis, shared by every worker process."""
+
+    def __init__(self):
+        import django_rq
+
+        self._redis = django_rq.get_connection("send")
+        self._script = self._redis.register_script(_BUCKET_LUA)
+
+    def _keys(self, campaign_id: int, mailer: str) -> list[str]:
+        prefix = settings.SEND_REDIS_PREFIX
+        return [f"{prefix}:bucket:{campaign_id}", f"{prefix}:hold:{mailer}"]
+
+    def take(self, campaign_id: int, rate: int, mailer: str) -> float:
+        wait_ms = self._script(keys=self._keys(campaign_id, mailer), args=[rate, _capacity(rate)])
+        return int(wait_ms) / 1000
+
+    def hold(self, mailer: str, seconds: float) -> None:
+        key = self._keys(0, mailer)[1]
+        ms = max(1, int(seconds * 1000))
+        current = self._redis.pttl(key)
+        if current is None or current < ms:
+            self._redis.set(key, "1", px=ms)
+
+
+_local_limiter = _LocalLimiter()
+
+
+def limiter():
+    return _RedisLimiter() if settings.REDIS_URL else _local_limiter

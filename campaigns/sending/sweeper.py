@@ -1,0 +1,141 @@
+"""Completion and recovery: finished campaigns complete; expired leases and lost jobs are handled."""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Min
+from django.utils import timezone
+
+from campaigns.models import Campaign, Delivery, OutboxMessage
+from campaigns.sending.claims import batch_ranges
+from incidents import audit
+from incidents.actors import Actor
+from incidents.models import SendLogEntry
+
+SENDER = Actor.system("sender")
+SWEEPER = Actor.system("sweeper")
+Status = Delivery.Status
+
+# --- Completion and the sweeper ---------------------------------------------------------------
+
+
+def complete_if_done(campaign_id: int) -> bool:
+    """A running campaign with nothing queued or sending becomes completed."""
+    pending = Delivery.objects.filter(
+        campaign_id=campaign_id, status__in=[Status.QUEUED, Status.SENDING]
+    )
+    if pending.exists():
+        return False
+    from campaigns.services.sending import _counts, _lock_campaign
+
+    with transaction.atomic():
+        incident_id = (
+            Campaign.objects.filter(pk=campaign_id).values_list("incident_id", flat=True).first()
+        )
+        if incident_id is None:
+            return False
+        campaign = _lock_campaign(Campaign(pk=campaign_id, incident_id=incident_id))
+        if campaign.status != Campaign.Status.RUNNING or pending.exists():
+            return False
+        campaign.complete()
+        audit.record(
+            by=SENDER,
+            action="campaign.completed",
+            obj=campaign,
+            incident=campaign.incident,
+            after={"counts": _counts(campaign)},
+        )
+    return True
+
+
+def _evidence(rows: list[tuple[int, int, str]]) -> dict[int, str]:
+    """Delivery id → ESP message id, for rows the ESP is known to have taken.
+
+    Evidence: an id recorded on the row; the sandbox outbox's copy; a send log
+    entry (from an ESP webhook) whose metadata carries the delivery id.
+    """
+    found = {pk: message_id for pk, _, message_id in rows if message_id}
+    wanted = [str(pk) for pk, _, _ in rows if pk not in found]
+    if not wanted:
+        return found
+    campaigns = {campaign_id for _, campaign_id, _ in rows}
+    since = Campaign.objects.filter(pk__in=campaigns).aggregate(at=Min("launched_at"))["at"]
+    outbox = OutboxMessage.objects.filter(**{"headers__X-Amends-Delivery__in": wanted})
+    sendlog = SendLogEntry.objects.filter(metadata__delivery_id__in=wanted)
+    if since is not None:
+        outbox = outbox.filter(created_at__gte=since - timedelta(hours=1))
+        sendlog = sendlog.filter(sent_at__gte=since - timedelta(hours=1))
+    for headers, message_id in outbox.values_list("headers", "message_id"):
+        found.setdefault(int(headers["X-Amends-Delivery"]), message_id)
+    for metadata, message_id in sendlog.values_list("metadata", "message_id"):
+        found.setdefault(int(metadata["delivery_id"]), message_id)
+    return found
+
+
+def sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Recover what crashes and lost jobs left behind. Run it every minute; safe to overlap.
+
+    1. `sending` rows whose lease expired: `sent` when there is evidence the ESP
+       took them, otherwise `uncertain` (audited). Never sent again by the machine.
+    2. Queued rows of cancelled campaigns: `cancelled`.
+    3. Running campaigns: completed when nothing is pending; when no worker
+       claimed anything for SWEEP_STALE_SECONDS, their due queued rows are
+       enqueued again (a duplicate job is harmless: claims are conditional).
+    """
+    from campaigns.jobs import enqueue_batches
+
+    now = now or timezone.now()
+    report = {"recovered_sent": 0, "uncertain": 0, "cancelled": 0, "batches": 0, "completed": 0}
+    expired = list(
+        Delivery.objects.filter(status=Status.SENDING, lease_until__lt=now)
+        .order_by("id")
+        .values_list("id", "campaign_id", "esp_message_id")[:10_000]
+    )
+    if expired:
+        evidence = _evidence(expired)
+        uncertain: dict[int, list[int]] = {}
+        for pk, campaign_id, _ in expired:
+            stale = Delivery.objects.filter(pk=pk, status=Status.SENDING, lease_until__lt=now)
+            if pk in evidence:
+                report["recovered_sent"] += stale.update(
+                    status=Status.SENT,
+                    esp_message_id=evidence[pk][:255],
+                    sent_at=now,
+                    lease_until=None,
+                    updated_at=now,
+                )
+            elif stale.update(
+                status=Status.UNCERTAIN,
+                lease_until=None,
+                error="The worker stopped before recording the ESP's answer; it may have been sent.",
+                updated_at=now,
+            ):
+                uncertain.setdefault(campaign_id, []).append(pk)
+        for campaign_id, ids in uncertain.items():
+            report["uncertain"] += len(ids)
+            campaign = Campaign.objects.select_related("incident").get(pk=campaign_id)
+            with transaction.atomic():
+                audit.record(
+                    by=SWEEPER,
+                    action="delivery.uncertain",
+                    obj=campaign,
+                    incident=campaign.incident,
+                    after={"deliveries": ids[:1000], "count": len(ids), "reason": "lease expired"},
+                )
+    report["cancelled"] = Delivery.objects.filter(
+        campaign__status=Campaign.Status.CANCELLED, status=Status.QUEUED
+    ).update(status=Status.CANCELLED, updated_at=now)
+    stale_before = now - timedelta(seconds=settings.SWEEP_STALE_SECONDS)
+    for campaign in Campaign.objects.filter(status=Campaign.Status.RUNNING):
+        if complete_if_done(campaign.pk):
+            report["completed"] += 1
+            continue
+        last = campaign.last_claim_at or campaign.launched_at
+        if last is not None and last > stale_before:
+            continue  # a worker is on it
+        ranges = batch_ranges(campaign.pk, campaign.batch_size, due_by=now)
+        if ranges:
+            enqueue_batches(campaign.pk, ranges)
+            report["batches"] += len(ranges)
+    return report

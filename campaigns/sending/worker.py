@@ -1,0 +1,401 @@
+"""One send job: claim chunks of an id range and send them with a pool of threads."""
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from datetime import datetime, timedelta
+from email.utils import make_msgid
+
+from anymail.backends.base import AnymailBaseBackend
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, mailers
+from django.db import connections, transaction
+from django.db.models import Min
+from django.utils import timezone
+
+from campaigns.mail import SandboxBackend
+from campaigns.models import Campaign, Delivery, Suppression
+from campaigns.rendering import RenderError, choose_locale, render_context, render_version
+from campaigns.sending.claims import claim, release
+from campaigns.sending.limits import limiter
+from campaigns.sending.outcomes import Outcome, backoff, classify
+from campaigns.sending.sweeper import complete_if_done
+from incidents import audit
+from incidents.actors import Actor
+
+log = logging.getLogger(__name__)
+
+SENDER = Actor.system("sender")
+Status = Delivery.Status
+
+# --- Sending one batch ------------------------------------------------------------------------
+
+
+def _campaign(campaign_id: int) -> Campaign | None:
+    return (
+        Campaign.objects.select_related("incident", "version__message__incident")
+        .filter(pk=campaign_id)
+        .first()
+    )
+
+
+def _status(campaign_id: int) -> str | None:
+    return Campaign.objects.filter(pk=campaign_id).values_list("status", flat=True).first()
+
+
+def send_batch(campaign_id: int, first_id: int, last_id: int) -> dict:
+    """Send the due, queued deliveries of one id range. Safe to run twice, or concurrently.
+
+    Returns counts, for logs and tests. A campaign that is not running sends
+    nothing: its rows stay queued, and resume enqueues them again.
+    """
+    campaign = _campaign(campaign_id)
+    if campaign is None or campaign.status != Campaign.Status.RUNNING:
+        return {"skipped": 1}
+    if campaign.version.compute_hash() != campaign.content_hash:
+        from campaigns.services.sending import campaign_auto_pause
+
+        campaign_auto_pause(
+            campaign_id=campaign_id,
+            reason="The message text no longer matches the approved text. Nothing more was sent.",
+        )
+        return {"skipped": 1}
+    run = _BatchRun(campaign, first_id, last_id)
+    try:
+        run.run()
+    finally:
+        complete_if_done(campaign_id)
+    return run.counts
+
+
+class _BatchRun:
+    """One job's work: claim chunks of its range and send them until none is due."""
+
+    def __init__(self, campaign: Campaign, first_id: int, last_id: int):
+        self.campaign = campaign
+        self.version = campaign.version
+        self.incident = campaign.incident
+        self.first_id, self.last_id = first_id, last_id
+        self.limiter = limiter()
+        self.concurrency = max(1, settings.SEND_CONCURRENCY)
+        # A chunk is a few seconds of sending at the campaign's rate, so leases stay short.
+        self.chunk_size = min(
+            campaign.batch_size, max(self.concurrency * 4, campaign.rate_limit * 5)
+        )
+        self.counts: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.window: deque[bool] = deque(maxlen=max(1, settings.SEND_ERROR_WINDOW))
+        self.stop = threading.Event()
+        self.stop_reason = ""  # "paused", "cancelled", "throttled", "auto_pause"
+        self.auto_pause_reason = ""
+        self.hold_until: datetime | None = None
+        self.last_check = time.monotonic()
+
+    # -- control --
+    def _count(self, kind: str, n: int = 1) -> None:
+        with self.lock:
+            self.counts[kind] = self.counts.get(kind, 0) + n
+
+    def _still_running(self) -> bool:
+        status = _status(self.campaign.pk)
+        if status != Campaign.Status.RUNNING:
+            self.stop_reason = self.stop_reason or str(status)
+            self.stop.set()
+            return False
+        return True
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep, re-checking the campaign; False when it stopped running meanwhile."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, settings.SEND_CONTROL_CHECK_SECONDS))
+            if not self._still_running():
+                return False
+        return True
+
+    def run(self) -> None:
+        while not self.stop.is_set() and self._still_running():
+            ids = claim(self.campaign.pk, self.first_id, self.last_id, self.chunk_size)
+            if ids:
+                self._send_chunk(ids)
+                if self.auto_pause_reason:
+                    from campaigns.services.sending import campaign_auto_pause
+
+                    campaign_auto_pause(campaign_id=self.campaign.pk, reason=self.auto_pause_reason)
+                    return
+                if self.stop.is_set() and self.stop_reason != "throttled":
+                    return
+                self.stop.clear()
+                self.stop_reason = ""
+                continue
+            wait = self._next_due_in()
+            if wait is None or wait > settings.SEND_MAX_INLINE_WAIT_SECONDS:
+                return  # done, or the rest waits long enough for the sweeper to pick it up
+            if not self._wait(max(wait, 0.05)):
+                return
+
+    def _next_due_in(self) -> float | None:
+        """Seconds until the range's next queued delivery is due; None when none is queued."""
+        rows = Delivery.objects.filter(
+            campaign_id=self.campaign.pk,
+            id__gte=self.first_id,
+            id__lte=self.last_id,
+            status=Status.QUEUED,
+        )
+        if not rows.exists():
+            return None
+        if rows.filter(next_attempt_at__isnull=True).exists():
+            return 0.05  # due now, but another worker holds it locked; look again shortly
+        earliest = rows.aggregate(at=Min("next_attempt_at"))["at"]
+        return max(0.0, (earliest - timezone.now()).total_seconds())
+
+    # -- a chunk --
+    def _send_chunk(self, ids: list[int]) -> None:
+        deliveries = list(
+            Delivery.objects.filter(id__in=ids, status=Status.SENDING)
+            .select_related("person")
+            .order_by("id")
+        )
+        deliveries = self._drop_unsendable(deliveries)
+        work: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
+        for delivery in deliveries:
+            work.put(delivery)
+        unsent: list[int] = []
+        threads = [
+            threading.Thread(target=self._thread, args=(work, unsent), daemon=True)
+            for _ in range(min(self.concurrency, len(deliveries)))
+        ]
+        for thread in threads:
+            thread.start()
+        while any(thread.is_alive() for thread in threads):
+            for thread in threads:
+                thread.join(timeout=0.05)
+            if time.monotonic() - self.last_check >= settings.SEND_CONTROL_CHECK_SECONDS:
+                self.last_check = time.monotonic()
+                self._still_running()
+        while not work.empty():
+            unsent.append(work.get().pk)
+        if unsent:
+            released = release(unsent, not_before=self.hold_until)
+            self._count("released", released)
+            if _status(self.campaign.pk) == Campaign.Status.CANCELLED:
+                # Cancel ran before this release and could not see these rows as queued.
+                Delivery.objects.filter(id__in=unsent, status=Status.QUEUED).update(
+                    status=Status.CANCELLED, updated_at=timezone.now()
+                )
+
+    def _drop_unsendable(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """Suppressed since launch: `suppressed`. Removed from the list: `cancelled`."""
+        now = timezone.now()
+        removed = [d.pk for d in deliveries if d.person.removed_at is not None]
+        suppressed = set(
+            Suppression.objects.filter(
+                address__in=[d.person.address for d in deliveries]
+            ).values_list("address", flat=True)
+        )
+        suppressed_ids = [
+            d.pk for d in deliveries if d.person.address in suppressed and d.pk not in removed
+        ]
+        if removed:
+            Delivery.objects.filter(id__in=removed, status=Status.SENDING).update(
+                status=Status.CANCELLED,
+                error="Removed from the affected list before it was sent.",
+                lease_until=None,
+                updated_at=now,
+            )
+            self._count("cancelled", len(removed))
+        if suppressed_ids:
+            Delivery.objects.filter(id__in=suppressed_ids, status=Status.SENDING).update(
+                status=Status.SUPPRESSED,
+                error="Suppressed before it was sent.",
+                lease_until=None,
+                updated_at=now,
+            )
+            self._count("suppressed", len(suppressed_ids))
+        skip = set(removed) | set(suppressed_ids)
+        return [d for d in deliveries if d.pk not in skip]
+
+    # -- a sending thread --
+    def _thread(self, work: queue.SimpleQueue, unsent: list[int]) -> None:
+        try:
+            backend = mailers[self.campaign.mailer]
+            backend.open()
+        except Exception as exc:
+            log.exception("mailer %r could not be opened", self.campaign.mailer)
+            with self.lock:
+                self.auto_pause_reason = self.auto_pause_reason or (
+                    f"Paused automatically: the mailer “{self.campaign.mailer}” could not be "
+                    f"opened ({type(exc).__name__}: {exc})."
+                )
+            self.stop.set()
+            connections.close_all()
+            return
+        try:
+            while not self.stop.is_set():
+                try:
+                    delivery = work.get_nowait()
+                except queue.Empty:
+                    break
+                if not self._take_token() or not self._lease_holds(delivery):
+                    unsent.append(delivery.pk)
+                    continue
+                try:
+                    outcome = self._send_one(backend, delivery)
+                except Exception as exc:  # a bug of ours, not the ESP's answer
+                    log.exception("delivery %s: unexpected error", delivery.pk)
+                    outcome = Outcome("uncertain", f"{type(exc).__name__}: {exc}")
+                self._record(delivery, outcome)
+        finally:
+            try:
+                backend.close()
+            finally:
+                connections.close_all()  # this thread's own database connection
+
+    def _take_token(self) -> bool:
+        while not self.stop.is_set():
+            wait = self.limiter.take(
+                self.campaign.pk, self.campaign.rate_limit, self.campaign.mailer
+            )
+            if wait <= 0:
+                return True
+            self.stop.wait(wait)
+        return False
+
+    def _lease_holds(self, delivery: Delivery) -> bool:
+        # Never start an ESP call the sweeper could outrun: half the lease must be left.
+        margin = timedelta(seconds=settings.SEND_LEASE_SECONDS / 2)
+        return delivery.lease_until is not None and timezone.now() + margin < delivery.lease_until
+
+    def build(self, backend, delivery: Delivery) -> EmailMultiAlternatives:
+        person = delivery.person
+        locale, _ = choose_locale(
+            self.version.content, delivery.locale or person.locale, self.version.fallback_locale
+        )
+        context = render_context(
+            person=person,
+            incident=self.incident,
+            verification_code=delivery.verification_code,
+            locale=locale,
+        )
+        rendered = render_version(
+            version=self.version, person=person, locale=locale, context=context
+        )
+        reference = self.incident.reference
+        headers = {"X-Amends-Delivery": str(delivery.pk), "X-Amends-Incident": reference}
+        if not isinstance(backend, AnymailBaseBackend | SandboxBackend):
+            # SMTP and the like: our own Message-ID is the id we record.
+            headers["Message-ID"] = make_msgid(idstring=f"amends-{delivery.pk}")
+        message = EmailMultiAlternatives(
+            subject=rendered.subject,
+            body=rendered.text,
+            from_email=rendered.from_email,
+            to=[delivery.address],
+            reply_to=[rendered.reply_to] if rendered.reply_to else None,
+            headers=headers,
+        )
+        if rendered.html:
+            message.attach_alternative(rendered.html, "text/html")
+        message.tags = [reference]
+        message.metadata = {
+            "delivery_id": str(delivery.pk),
+            "incident": reference,
+            "campaign_id": str(self.campaign.pk),
+        }
+        return message
+
+    def _send_one(self, backend, delivery: Delivery) -> Outcome:
+        try:
+            message = self.build(backend, delivery)
+        except (RenderError, ValueError) as exc:
+            return Outcome("failed", f"The message could not be built: {exc}")
+        try:
+            backend.send_messages([message])
+        except Exception as exc:
+            return classify(exc)
+        status = getattr(message, "anymail_status", None)
+        message_id = (
+            status.message_id if status is not None else None
+        ) or message.extra_headers.get("Message-ID", "")
+        if not isinstance(message_id, str):  # several ids: one To, so never expected
+            message_id = ""
+        return Outcome("sent", message_id=message_id)
+
+    def _record(self, delivery: Delivery, outcome: Outcome) -> None:
+        now = timezone.now()
+        mine = Delivery.objects.filter(pk=delivery.pk, status=Status.SENDING)
+        kind = outcome.kind
+        if kind == "sent":
+            # `uncertain` too: the sweeper may have given up on this row just before.
+            Delivery.objects.filter(
+                pk=delivery.pk, status__in=[Status.SENDING, Status.UNCERTAIN]
+            ).update(
+                status=Status.SENT,
+                esp_message_id=outcome.message_id[:255],
+                sent_at=now,
+                lease_until=None,
+                next_attempt_at=None,
+                error="",
+                updated_at=now,
+            )
+        elif kind == "throttled":
+            from django.db.models import F
+
+            not_before = now + timedelta(seconds=outcome.delay)
+            self.limiter.hold(self.campaign.mailer, outcome.delay)
+            with self.lock:
+                self.hold_until = max(self.hold_until or not_before, not_before)
+                self.stop_reason = "throttled"
+            self.stop.set()  # the rest of the chunk waits too
+            mine.update(
+                status=Status.QUEUED,
+                attempts=F("attempts") - 1,
+                next_attempt_at=not_before,
+                lease_until=None,
+                error=outcome.reason,
+                updated_at=now,
+            )
+        elif kind == "retry" and delivery.attempts < settings.SEND_MAX_ATTEMPTS:
+            mine.update(
+                status=Status.QUEUED,
+                next_attempt_at=now + timedelta(seconds=backoff(delivery.attempts)),
+                lease_until=None,
+                error=outcome.reason,
+                updated_at=now,
+            )
+        elif kind in ("retry", "failed"):
+            reason = outcome.reason
+            if kind == "retry":
+                reason = f"Gave up after {delivery.attempts} attempts: {reason}"
+            mine.update(status=Status.FAILED, lease_until=None, error=reason, updated_at=now)
+        else:
+            changed = mine.update(
+                status=Status.UNCERTAIN, lease_until=None, error=outcome.reason, updated_at=now
+            )
+            if changed:
+                with transaction.atomic():
+                    audit.record(
+                        by=SENDER,
+                        action="delivery.uncertain",
+                        obj=delivery,
+                        incident=self.incident,
+                        after={"campaign": self.campaign.pk, "reason": outcome.reason},
+                    )
+        self._count(kind)
+        if kind != "throttled":
+            self._note(kind != "sent", outcome.reason)
+
+    def _note(self, error: bool, reason: str) -> None:
+        """Auto-pause when too many of this worker's recent ESP calls failed."""
+        with self.lock:
+            self.window.append(error)
+            errors = sum(self.window)
+            full = len(self.window) == self.window.maxlen
+            if full and errors / len(self.window) > settings.SEND_ERROR_PAUSE_RATIO:
+                if not self.auto_pause_reason:
+                    self.auto_pause_reason = (
+                        f"Paused automatically: {errors} of the last {len(self.window)} ESP calls "
+                        f"failed. Latest: {reason[:300]}"
+                    )
+                self.stop.set()
