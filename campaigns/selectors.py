@@ -5,12 +5,22 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Max, Min, QuerySet
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet
+from django.utils import timezone
 
-from campaigns.models import Approval, Message, MessageVersion, Suppression
+from campaigns.models import (
+    ACCEPTED,
+    PENDING,
+    Approval,
+    Campaign,
+    Delivery,
+    Message,
+    MessageVersion,
+    Suppression,
+)
 from campaigns.rendering import PARTS, RenderError, choose_locale, normalise_locale, render_version
 from campaigns.sanitize import links_in
 from incidents.models import AffectedPerson, Incident, Segment
@@ -392,3 +402,180 @@ def version_warnings(*, version: MessageVersion, segment: Segment | None = None)
                         "(GDPR Art. 34).",
                     )
     return warnings
+
+
+# --- Sending progress ---------------------------------------------------------------------
+
+RATE_WINDOW_SECONDS = 60
+
+
+def _contacted(incident_id: int) -> Exists:
+    """The person already has an apology in this incident (not counting "send again" copies).
+
+    The partial unique index `delivery_once_per_incident` answers it.
+    """
+    return Exists(
+        Delivery.objects.filter(incident_id=incident_id, person=OuterRef("pk"), resend=False)
+    )
+
+
+@dataclass(frozen=True)
+class LaunchPreview:
+    """What launching a segment's apology now would do, counted the way campaign_launch counts."""
+
+    people: int  # active people in the segment
+    contacted: int  # of them, people who already have an apology in this incident
+    send_again: bool
+    recipients: int  # people who get a delivery: everyone with send_again, else the rest
+    suppressed: int  # recipients whose address is suppressed: recorded, never sent to
+    resends: int  # recipients who already had one (send again only)
+
+    @property
+    def to_send(self) -> int:
+        return self.recipients - self.suppressed
+
+    @property
+    def skipped_contacted(self) -> int:
+        return 0 if self.send_again else self.contacted
+
+
+def launch_preview(*, segment: Segment, send_again: bool = False) -> LaunchPreview:
+    """Who a launch would reach: the numbers the confirmation states, in one query."""
+    suppressed = Exists(Suppression.objects.filter(address=OuterRef("address")))
+    row = (
+        AffectedPerson.objects.filter(
+            incident_id=segment.incident_id, segment=segment, removed_at__isnull=True
+        )
+        .annotate(in_campaign=_contacted(segment.incident_id), is_suppressed=suppressed)
+        .aggregate(
+            people=Count("id"),
+            contacted=Count("id", filter=Q(in_campaign=True)),
+            suppressed_all=Count("id", filter=Q(is_suppressed=True)),
+            suppressed_new=Count("id", filter=Q(in_campaign=False, is_suppressed=True)),
+        )
+    )
+    if send_again:
+        recipients, suppressed_n, resends = (
+            row["people"],
+            row["suppressed_all"],
+            row["contacted"],
+        )
+    else:
+        recipients, suppressed_n, resends = (
+            row["people"] - row["contacted"],
+            row["suppressed_new"],
+            0,
+        )
+    return LaunchPreview(
+        people=row["people"],
+        contacted=row["contacted"],
+        send_again=send_again,
+        recipients=recipients,
+        suppressed=suppressed_n,
+        resends=resends,
+    )
+
+
+def uncontacted_by_segment(*, incident: Incident) -> dict[int, int]:
+    """Active people without an apology yet, per segment id (a launch or a top-up reaches them)."""
+    rows = (
+        AffectedPerson.objects.filter(incident=incident, removed_at__isnull=True)
+        .exclude(_contacted(incident.pk))
+        .values_list("segment_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return dict(rows)
+
+
+def campaign_list(*, incident: Incident) -> QuerySet[Campaign]:
+    """The incident's campaigns, newest first, with what the Sending tab shows of each."""
+    return Campaign.objects.filter(incident=incident).select_related(
+        "segment", "version__message", "launched_by"
+    )
+
+
+def delivery_counts(*, incident: Incident) -> dict[int, dict[str, int]]:
+    """Deliveries per status for each of the incident's campaigns: {campaign id: {status: n}}."""
+    rows = (
+        Delivery.objects.filter(campaign__incident=incident)
+        .values_list("campaign_id", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    counts: dict[int, dict[str, int]] = {}
+    for campaign_id, status, n in rows:
+        counts.setdefault(campaign_id, {})[status] = n
+    return counts
+
+
+@dataclass(frozen=True)
+class CampaignProgress:
+    """Where a campaign stands: counts per delivery state, rate over the last minute, an ETA."""
+
+    counts: dict[str, int]  # every delivery status, 0 where none
+    total: int
+    pending: int  # queued or sending: still to be handed to the ESP
+    accepted: int  # handed to the ESP (sent, and the ESP's later states)
+    rate: float  # messages per second over the last minute, from sent_at
+    window_seconds: float
+    eta_seconds: float | None  # None when nothing is left or the campaign is not running
+    eta_basis: str  # "rate" (the current rate), "limit" (the rate limit: nothing sent lately) or ""
+
+    @property
+    def done(self) -> int:
+        return self.total - self.pending
+
+    @property
+    def percent(self) -> int:
+        """Whole percent done, rounded down: 100 only when nothing is pending."""
+        return self.done * 100 // self.total if self.total else 0
+
+
+def campaign_progress(*, campaign: Campaign, now: datetime | None = None) -> CampaignProgress:
+    """Counts per state and the current rate, in one grouped query over the campaign's rows."""
+    now = now or timezone.now()
+    since = now - timedelta(seconds=RATE_WINDOW_SECONDS)
+    rows = (
+        Delivery.objects.filter(campaign=campaign)
+        .values_list("status")
+        .annotate(n=Count("id"), recent=Count("id", filter=Q(sent_at__gte=since)))
+        .order_by()
+    )
+    counts = dict.fromkeys(Delivery.Status.values, 0)
+    recent = 0
+    for status, n, sent_lately in rows:
+        counts[status] = n
+        recent += sent_lately
+    # A campaign launched 10 s ago has sent for 10 s, not for a minute.
+    start = max(since, campaign.launched_at or since)
+    window = max(1.0, (now - start).total_seconds())
+    rate = recent / window
+    pending = sum(counts[s] for s in PENDING)
+    eta, basis = None, ""
+    if pending and campaign.status == Campaign.Status.RUNNING:
+        if rate > 0:
+            eta, basis = pending / rate, "rate"
+        else:
+            eta, basis = pending / max(1, campaign.rate_limit), "limit"
+    return CampaignProgress(
+        counts=counts,
+        total=sum(counts.values()),
+        pending=pending,
+        accepted=sum(counts[s] for s in ACCEPTED),
+        rate=rate,
+        window_seconds=window,
+        eta_seconds=eta,
+        eta_basis=basis,
+    )
+
+
+def delivery_list(*, campaign: Campaign, status: str = "", search: str = "") -> QuerySet[Delivery]:
+    """A campaign's deliveries in id order, by status and by address (or exact code)."""
+    qs = Delivery.objects.filter(campaign=campaign)
+    if status:
+        qs = qs.filter(status=status)
+    search = search.strip()
+    if search:
+        qs = qs.filter(Q(address__icontains=search) | Q(verification_code=search.upper()))
+    return qs

@@ -120,6 +120,42 @@ MATRIX: dict[str, dict[str, dict[str, int]]] = {
     },
     "campaigns:outbox": {"GET": row(302, 403, 403, 403, 200)},
     "campaigns:outbox-message": {"GET": row(302, 403, 403, 403, 200)},
+    # --- Sending UI -----------------------------------------------------------
+    # The fixture: a running campaign of the Messages API's version 1 (not approved)
+    # with one uncertain delivery. Support and Admin launch, control and decide;
+    # everyone watches. Empty posts: a page with the refusal or the form's errors
+    # (200), or a redirect back with a message (302): pause pauses, then "already
+    # paused"; resume and top-up are refused; cancel without its confirmation goes
+    # to the confirmation page.
+    "campaigns:sending": {"GET": READ_ALL},
+    "campaigns:campaign-launch": {
+        "GET": row(302, 200, 403, 403, 200),
+        "POST": row(302, 200, 403, 403, 200),
+    },
+    "campaigns:campaign": {"GET": READ_ALL},
+    "campaigns:campaign-progress": {"GET": READ_ALL},
+    "campaigns:campaign-pause": {
+        "GET": row(302, 405, 405, 405, 405),
+        "POST": row(302, 302, 403, 403, 302),
+    },
+    "campaigns:campaign-resume": {
+        "GET": row(302, 405, 405, 405, 405),
+        "POST": row(302, 302, 403, 403, 302),
+    },
+    "campaigns:campaign-cancel": {
+        "GET": row(302, 200, 403, 403, 200),
+        "POST": row(302, 302, 403, 403, 302),
+    },
+    "campaigns:campaign-top-up": {
+        "GET": row(302, 405, 405, 405, 405),
+        "POST": row(302, 302, 403, 403, 302),
+    },
+    "campaigns:campaign-uncertain": {"GET": READ_ALL},
+    "campaigns:campaign-deliveries": {"GET": READ_ALL},
+    "campaigns:delivery-resolve": {
+        "GET": row(302, 405, 405, 405, 405),
+        "POST": row(302, 200, 403, 403, 200),
+    },
     # --- JSON API -----------------------------------------------------------
     "api-token": {"GET": row(405, 405, 405, 405, 405), "POST": row(400, 400, 400, 400, 400)},
     "api-incident-list": {"GET": API_READ_ALL, "POST": row(401, 400, 403, 403, 400)},

@@ -59,6 +59,7 @@ def _url(name: str, incident) -> str:
     kwargs.update(_messages_api_kwargs(name, incident))
     kwargs.update(_messages_ui_kwargs(name, incident))
     kwargs.update(_sending_api_kwargs(name, incident))
+    kwargs.update(_sending_ui_kwargs(name, incident))
     return reverse(name, kwargs=kwargs or None)
 
 
@@ -187,6 +188,50 @@ def _messages_ui_kwargs(name: str, incident) -> dict:
     )
     kwargs = {"reference": incident.reference, "segment_id": version.message.segment_id}
     return kwargs | ({"number": version.number} if name.startswith("campaigns:version") else {})
+
+
+def _sending_ui_kwargs(name: str, incident) -> dict:
+    """For the sending pages: a running campaign of the Messages API's version 1 (not
+    approved), with one uncertain delivery, made without audit entries."""
+    from django.utils import timezone
+
+    from campaigns.models import Campaign, Delivery, MessageVersion
+    from incidents.models import AffectedPerson
+
+    if name == "campaigns:sending":
+        return {"reference": incident.reference}
+    if not name.startswith(("campaigns:campaign", "campaigns:delivery-")):
+        return {}
+    version = MessageVersion.objects.select_related("message").get(
+        pk=_messages_api_kwargs("api-version-detail", incident)["pk"]
+    )
+    segment_id = version.message.segment_id
+    if name == "campaigns:campaign-launch":
+        return {"reference": incident.reference, "segment_id": segment_id, "number": 1}
+    campaign = Campaign.objects.create(
+        incident=incident,
+        segment_id=segment_id,
+        version=version,
+        content_hash=version.content_hash,
+        status=Campaign.Status.RUNNING,
+        launched_at=timezone.now(),
+    )
+    person = AffectedPerson.objects.create(
+        incident=incident,
+        address="u@example.com",
+        original_address="u@example.com",
+        segment_id=segment_id,
+    )
+    delivery = Delivery.objects.create(
+        campaign=campaign,
+        incident=incident,
+        person=person,
+        address="u@example.com",
+        status=Delivery.Status.UNCERTAIN,
+        error="The answer was lost.",
+    )
+    kwargs = {"reference": incident.reference, "campaign_id": campaign.pk}
+    return kwargs | ({"delivery_id": delivery.pk} if name == "campaigns:delivery-resolve" else {})
 
 
 def _sending_api_kwargs(name: str, incident) -> dict:
