@@ -312,6 +312,7 @@ def _sent_twice(
             launched_by=request.user,
             launched_at__gte=timezone.now() - LAUNCH_AGAIN_AFTER,
         )
+        .exclude(status=Campaign.Status.CANCELLED)
         .order_by("-launched_at")
         .first()
     )
