@@ -20,6 +20,7 @@ from django.core.cache import cache
 from django.core.mail.backends import locmem
 from django.core.management import call_command
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -526,6 +527,20 @@ def test_deliveries_page_by_cursor_and_filter_by_status_and_address(
         client.get(campaign["deliveries"], {"status": "lost"}), 400, "validation_failed"
     )
     assert list(error["fields"]) == ["status"]
+
+
+def test_a_page_of_deliveries_costs_the_same_queries_whatever_its_size(
+    api, incident, segment, version, support_sam
+):
+    client = api(support_sam)
+    campaign = _launch(client, incident, segment, version).json()
+
+    def queries(page_size):
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(campaign["deliveries"], {"page_size": page_size}).status_code == 200
+        return len(captured)
+
+    assert queries(1) == queries(6)
 
 
 def test_a_role_that_may_not_see_people_gets_no_addresses_or_codes(

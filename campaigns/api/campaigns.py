@@ -1,9 +1,9 @@
 """Sending through the API: launch a campaign, follow it, control it, decide on uncertain deliveries.
 
-Thin views over campaigns.services (docs/sending.md): each parses its input,
-calls one service and renders the campaign or delivery. A campaign is addressed
-by its id (/api/campaigns/{id}/), a delivery by its id; both go through
-access.get_incident_for, the one access door, with the view's permission.
+Thin views over campaigns.services and campaigns.selectors (docs/sending.md): each
+parses its input, calls one service or selector and renders the campaign or delivery.
+A campaign is addressed by its id (/api/campaigns/{id}/), a delivery by its id; both go
+through access.get_incident_for, the one access door, with the view's permission.
 
 Refusals a client can act on are 409s with their own code (docs/api.md):
 `not_latest`, `not_approved`, `campaign_unfinished`, `already_contacted`,
@@ -13,12 +13,10 @@ Refusals a client can act on are 409s with their own code (docs/api.md):
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Count, Q, QuerySet
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser
@@ -26,7 +24,7 @@ from rest_framework.response import Response
 
 from campaigns import selectors, services
 from campaigns.api.common import VIEW_PEOPLE, SegmentRefSerializer, invalid
-from campaigns.models import PENDING, Campaign, Delivery, IllegalTransition, MessageVersion
+from campaigns.models import Campaign, Delivery, IllegalTransition, MessageVersion
 from campaigns.models.sending import UNFINISHED, CampaignStatus, DeliveryStatus
 from campaigns.services.sending import RESOLVE_DECISIONS
 from incidents.access import HasPerms, get_incident_for, require
@@ -47,95 +45,19 @@ DELIVERY_ID = id_parameter("delivery")
 _INT_MAX = 2**31 - 1  # the columns' bound (PositiveIntegerField)
 
 
-# --- Reads: for moving to campaigns/selectors.py ------------------------------------------
-# No committed selector gives these yet. The Sending UI's pending change adds the same
-# campaign_list, campaign_progress and delivery_list to campaigns/selectors.py; once it is
-# in, these go and the views call selectors.* (same names, same meaning).
-
-RATE_WINDOW_SECONDS = 60
-
-
-@dataclass(frozen=True)
-class CampaignProgress:
-    """Where a campaign stands: counts per delivery state, rate over the last minute, an ETA."""
-
-    counts: dict[str, int]  # every delivery status, 0 where none
-    total: int
-    pending: int  # queued or sending: still to be handed to the ESP
-    rate: float  # messages per second over the last minute, from sent_at
-    eta_seconds: float | None  # None when nothing is left or the campaign is not running
-    eta_basis: str  # "rate" (the current rate), "limit" (the rate limit: nothing sent lately) or ""
-
-    @property
-    def done(self) -> int:
-        return self.total - self.pending
-
-
-def campaign_progress(*, campaign: Campaign, now: datetime | None = None) -> CampaignProgress:
-    """Counts per state and the current rate, in one grouped query over the campaign's rows."""
-    now = now or timezone.now()
-    since = now - timedelta(seconds=RATE_WINDOW_SECONDS)
-    rows = (
-        Delivery.objects.filter(campaign=campaign)
-        .values_list("status")
-        .annotate(n=Count("id"), recent=Count("id", filter=Q(sent_at__gte=since)))
-        .order_by()
-    )
-    counts = dict.fromkeys(Delivery.Status.values, 0)
-    recent = 0
-    for delivery_status, n, sent_lately in rows:
-        counts[delivery_status] = n
-        recent += sent_lately
-    # A campaign launched 10 s ago has sent for 10 s, not for a minute.
-    start = max(since, campaign.launched_at or since)
-    window = max(1.0, (now - start).total_seconds())
-    rate = recent / window
-    pending = sum(counts[s] for s in PENDING)
-    eta, basis = None, ""
-    if pending and campaign.status == Campaign.Status.RUNNING:
-        if rate > 0:
-            eta, basis = pending / rate, "rate"
-        else:
-            eta, basis = pending / max(1, campaign.rate_limit), "limit"
-    return CampaignProgress(
-        counts=counts,
-        total=sum(counts.values()),
-        pending=pending,
-        rate=rate,
-        eta_seconds=eta,
-        eta_basis=basis,
-    )
-
-
-def campaign_list(*, incident) -> QuerySet[Campaign]:
-    """The incident's campaigns, newest first."""
-    return Campaign.objects.filter(incident=incident).select_related(
-        "segment", "version__message", "launched_by"
-    )
-
-
-def delivery_list(*, campaign: Campaign, status: str = "", search: str = "") -> QuerySet[Delivery]:
-    """A campaign's deliveries in id order, by status and by address (or exact code)."""
-    qs = Delivery.objects.filter(campaign=campaign)
-    if status:
-        qs = qs.filter(status=status)
-    search = search.strip()
-    if search:
-        qs = qs.filter(Q(address__icontains=search) | Q(verification_code=search.upper()))
-    return qs
-
-
 # --- Access ---------------------------------------------------------------------------
+
+
+def _campaigns() -> QuerySet[Campaign]:
+    """With what the output shows of each campaign."""
+    return Campaign.objects.select_related(
+        "incident", "segment", "version", "created_by", "launched_by"
+    )
 
 
 def campaign_for(user, pk: int, perm: str) -> Campaign:
     """Campaign `pk`, if `user` holds `perm` on its incident (the one access door); 404 if unknown."""
-    campaign = get_object_or_404(
-        Campaign.objects.select_related(
-            "incident", "segment", "version", "created_by", "launched_by"
-        ),
-        pk=pk,
-    )
+    campaign = get_object_or_404(_campaigns(), pk=pk)
     get_incident_for(user, campaign.incident.reference, perm)
     return campaign
 
@@ -161,7 +83,7 @@ class _Stats:
 
 
 def _with_progress(campaign: Campaign) -> Campaign:
-    p = campaign_progress(campaign=campaign)
+    p = selectors.campaign_progress(campaign=campaign)
     eta = 0 if p.pending == 0 else None if p.eta_seconds is None else math.ceil(p.eta_seconds)
     campaign.stats = _Stats(
         counts=p.counts,
@@ -176,13 +98,7 @@ def _with_progress(campaign: Campaign) -> Campaign:
 
 def _fresh(campaign: Campaign) -> Campaign:
     """The campaign as the service left it, with its progress."""
-    return _with_progress(campaign_for_update(campaign.pk))
-
-
-def campaign_for_update(pk: int) -> Campaign:
-    return Campaign.objects.select_related(
-        "incident", "segment", "version", "created_by", "launched_by"
-    ).get(pk=pk)
+    return _with_progress(_campaigns().get(pk=campaign.pk))
 
 
 # --- Refusals with a code ---------------------------------------------------------------
@@ -233,9 +149,13 @@ def _launch_refusal(segment: Segment, version: MessageVersion, send_again: bool)
             return code
         if Campaign.objects.filter(segment=segment, status__in=UNFINISHED).exists():
             return "campaign_unfinished"
-        if not AffectedPerson.objects.filter(segment=segment, removed_at=None).exists():
+        active = AffectedPerson.objects.filter(segment=segment, removed_at=None)
+        if not active.exists():
             return "nobody_to_send"
-        if not send_again:
+        contacted = Delivery.objects.filter(
+            incident_id=segment.incident_id, person__in=active, resend=False
+        )
+        if not send_again and contacted.exists():
             return "already_contacted"
         return None
 
@@ -246,7 +166,7 @@ def _campaign_refusal(campaign: Campaign, *, allowed_from: tuple[str, ...]):
     """For resume and top-up: a campaign in the wrong status, or whose approval no longer holds."""
 
     def name_it() -> str | None:
-        fresh = campaign_for_update(campaign.pk)
+        fresh = _campaigns().get(pk=campaign.pk)
         if fresh.status not in allowed_from:
             return "illegal_transition"
         code = _not_sendable(fresh.version)
@@ -457,7 +377,7 @@ class CampaignListApi(ApiView):
         incident = get_incident_for(request.user, reference, self.read_perm)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(
-            campaign_list(incident=incident).select_related("incident", "created_by"),
+            selectors.campaign_list(incident=incident).select_related("incident", "created_by"),
             request,
             view=self,
         )
@@ -705,7 +625,7 @@ class CampaignDeliveriesApi(ApiView):
         values = filters.validated_data
         if values.get("search"):
             require(request.user, VIEW_PEOPLE)
-        deliveries = delivery_list(
+        deliveries = selectors.delivery_list(
             campaign=campaign, status=values.get("status", ""), search=values.get("search", "")
         )
         paginator = self.pagination_class()
