@@ -269,6 +269,25 @@ def test_verification_codes_are_short_unguessable_and_unique(segment, people, su
         assert len(code) == 10 and set(code) <= set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
 
+def test_a_verification_code_collision_is_retried_with_new_codes(
+    segment, people, support_sam, version, monkeypatch
+):
+    if connection.vendor == "postgresql":
+        pytest.skip("PostgreSQL makes the codes in SQL")
+    import campaigns.services.sending as service_module
+    from campaigns.models import new_verification_code
+
+    calls = iter(range(10**6))
+    monkeypatch.setattr(
+        service_module,
+        "new_verification_code",
+        lambda: "SAMECODE00" if next(calls) < 2 else new_verification_code(),
+    )
+    services.campaign_launch(version=version, segment=segment, by=as_user(support_sam))
+    codes = list(Delivery.objects.values_list("verification_code", flat=True))
+    assert len(set(codes)) == len(codes) == 12
+
+
 def test_a_second_campaign_for_the_same_people_needs_send_again_with_a_reason(
     segment, people, support_sam, version, stub
 ):

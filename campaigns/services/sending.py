@@ -24,6 +24,7 @@ from campaigns.models.sending import (
 from incidents import audit
 from incidents.access import require
 from incidents.actors import Actor
+from incidents.freeze_sql import use_bulk_memory
 from incidents.models import AffectedPerson, Incident, Segment
 
 LAUNCH_PERM = "campaigns.launch_campaign"
@@ -89,8 +90,9 @@ assert CODE_LENGTH == 10
 
 def _insert_postgres(campaign: Campaign, *, send_again: bool, now) -> int:
     """One INSERT … SELECT: the database makes a million rows without a round trip each."""
+    # The constant incident lets this use the partial unique index (incident, person).
     prior = (
-        "EXISTS (SELECT 1 FROM campaigns_delivery d WHERE d.incident_id = p.incident_id "
+        "EXISTS (SELECT 1 FROM campaigns_delivery d WHERE d.incident_id = %(incident)s "
         "AND d.person_id = p.id AND NOT d.resend)"
     )
     sql = f"""
@@ -99,9 +101,8 @@ def _insert_postgres(campaign: Campaign, *, send_again: bool, now) -> int:
             esp_message_id, error, created_at, updated_at, verification_code, resend
         )
         SELECT %(campaign)s, p.incident_id, p.id, btrim(p.original_address, E' \\t\\r\\n'), p.locale,
-               CASE WHEN EXISTS (
-                   SELECT 1 FROM campaigns_suppression s WHERE s.address = p.address
-               ) THEN 'suppressed' ELSE 'queued' END,
+               CASE WHEN p.address IN (SELECT s.address FROM campaigns_suppression s)
+                    THEN 'suppressed' ELSE 'queued' END,
                0, '', '', %(now)s, %(now)s, {_CODE_SQL},
                {prior if send_again else "false"}
         FROM (
@@ -125,8 +126,16 @@ def _insert_postgres(campaign: Campaign, *, send_again: bool, now) -> int:
         "now": now,
     }
     with connection.cursor() as cursor:
+        use_bulk_memory(cursor)
+        # A freshly frozen list has no statistics yet; the planner then expects one person
+        # and picks nested loops, which rescan the growing delivery table for every row
+        # (minutes for 200,000 people). Hash anti-joins do it in one pass whatever it expects.
+        # (A failed insert rolls back to its savepoint, which undoes the SET LOCAL too.)
+        cursor.execute("SET LOCAL enable_nestloop = off")
         cursor.execute(sql, params)
-        return cursor.rowcount
+        inserted = cursor.rowcount
+        cursor.execute("SET LOCAL enable_nestloop = on")
+        return inserted
 
 
 def _insert_portable(campaign: Campaign, *, send_again: bool, now) -> int:
