@@ -23,12 +23,10 @@ from django.utils.module_loading import import_string
 
 from campaigns import sending, services
 from campaigns.models import Campaign, Delivery
-from incidents import services as incident_services
 from incidents.actors import Actor
-from incidents.addresses import normalise
-from incidents.filters import AudienceFilter
-from incidents.models import AffectedPerson, AuditEntry, SendLogEntry
+from incidents.models import AffectedPerson, AuditEntry
 from incidents.services.audience import default_segment
+from tests.factories import freeze_people
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 TEMPLATE = "registry-gift-purchased"
@@ -79,22 +77,11 @@ def as_user(user):
 
 
 def add_people(incident, user, count, *, start=0):
-    for i in range(start, start + count):
-        address = f"Person{i}@Example.com"
-        SendLogEntry.objects.create(
-            message_id=f"m{i}",
-            recipient=address,
-            address=normalise(address),
-            template=TEMPLATE,
-            sent_at=T0,
-            locale="en",
-            metadata={"first_name": f"P{i}"},
-        )
-    incident_services.audience_freeze(
-        incident=incident,
-        filters=AudienceFilter.from_dict({"template": TEMPLATE}),
-        by=as_user(user),
-    )
+    rows = [
+        (f"m{i}", f"Person{i}@Example.com", "en", {"first_name": f"P{i}"})
+        for i in range(start, start + count)
+    ]
+    freeze_people(incident, user, rows, template=TEMPLATE)
 
 
 @pytest.fixture

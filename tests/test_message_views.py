@@ -15,12 +15,11 @@ from campaigns.rendering import render_version
 from incidents import demo
 from incidents import services as incident_services
 from incidents.actors import Actor
-from incidents.addresses import normalise
-from incidents.filters import AudienceFilter
-from incidents.models import AffectedPerson, AuditEntry, Incident, Segment, SendLogEntry
+from incidents.models import AffectedPerson, AuditEntry, Incident, Segment
 from incidents.roles import COMMS
 from incidents.services.audience import default_segment
 from tests.conftest import _make
+from tests.factories import freeze_people
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 EVIL_NAME = "<b>Eve</b><script>alert(1)</script>"
@@ -62,22 +61,7 @@ def people(incident, support_sam, segment):
         ("m3", "eve@example.com", "en", {"first_name": EVIL_NAME}),
         ("m4", "zoe@example.fr", "fr", {"first_name": "Zoé"}),
     ]
-    for message_id, address, locale, metadata in rows:
-        SendLogEntry.objects.create(
-            message_id=message_id,
-            recipient=address,
-            address=normalise(address),
-            template="registry-gift-purchased",
-            sent_at=T0,
-            locale=locale,
-            metadata=metadata,
-        )
-    incident_services.audience_freeze(
-        incident=incident,
-        filters=AudienceFilter.from_dict({"template": "registry-gift-purchased"}),
-        by=Actor.for_user(support_sam),
-    )
-    return {p.address: p for p in AffectedPerson.objects.filter(incident=incident)}
+    return freeze_people(incident, support_sam, rows)
 
 
 def url(name: str, incident, **kwargs) -> str:

@@ -12,12 +12,11 @@ from campaigns import rendering, selectors, services
 from campaigns.models import Approval, Immutable, Message, MessageVersion, OutboxMessage, TestSend
 from incidents import services as incident_services
 from incidents.actors import Actor
-from incidents.addresses import normalise
-from incidents.filters import AudienceFilter
-from incidents.models import AffectedPerson, AuditEntry, SendLogEntry
+from incidents.models import AuditEntry
 from incidents.roles import COMMS, SUPPORT
 from incidents.services.audience import default_segment
 from tests.conftest import _make
+from tests.factories import freeze_people
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
@@ -75,22 +74,7 @@ def people(incident, support_sam, segment):
         ("m2", "bernd@example.de", "de-at", {"first_name": "Bernd"}),
         ("m3", "eve@example.com", "fr", {"first_name": "<b>Eve</b><script>alert(1)</script>"}),
     ]
-    for message_id, address, locale, metadata in rows:
-        SendLogEntry.objects.create(
-            message_id=message_id,
-            recipient=address,
-            address=normalise(address),
-            template="registry-gift-purchased",
-            sent_at=T0,
-            locale=locale,
-            metadata=metadata,
-        )
-    incident_services.audience_freeze(
-        incident=incident,
-        filters=AudienceFilter.from_dict({"template": "registry-gift-purchased"}),
-        by=Actor.for_user(support_sam),
-    )
-    return {p.address: p for p in AffectedPerson.objects.filter(incident=incident)}
+    return freeze_people(incident, support_sam, rows)
 
 
 def save(user, *, segment=None, message=None, content=None, **fields):

@@ -22,11 +22,10 @@ from campaigns import sending, services
 from campaigns.models import Campaign, Delivery, IllegalTransition, OutboxMessage, Suppression
 from incidents import services as incident_services
 from incidents.actors import Actor
-from incidents.addresses import normalise
-from incidents.filters import AudienceFilter
 from incidents.models import AffectedPerson, AuditEntry, SendLogEntry
 from incidents.services.audience import default_segment
 from tests.esp_stub import PostmarkStub
+from tests.factories import freeze_people
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 TEMPLATE = "registry-gift-purchased"
@@ -92,22 +91,11 @@ def as_user(user):
 
 
 def add_people(incident, user, count, *, start=0, locales=("en", "de", "de-at", "fr")):
-    for i in range(start, start + count):
-        address = f"Person{i}@Example.com "
-        SendLogEntry.objects.create(
-            message_id=f"m{i}",
-            recipient=address,
-            address=normalise(address),
-            template=TEMPLATE,
-            sent_at=T0,
-            locale=locales[i % len(locales)],
-            metadata={"first_name": f"P{i}"},
-        )
-    incident_services.audience_freeze(
-        incident=incident,
-        filters=AudienceFilter.from_dict({"template": TEMPLATE}),
-        by=as_user(user),
-    )
+    rows = [
+        (f"m{i}", f"Person{i}@Example.com ", locales[i % len(locales)], {"first_name": f"P{i}"})
+        for i in range(start, start + count)
+    ]
+    freeze_people(incident, user, rows, template=TEMPLATE)
     return AffectedPerson.objects.filter(incident=incident)
 
 
