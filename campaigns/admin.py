@@ -10,6 +10,7 @@ from campaigns.models import (
     Approval,
     Campaign,
     Delivery,
+    DeliveryEvent,
     Message,
     MessageVersion,
     OutboxMessage,
@@ -77,3 +78,13 @@ class DeliveryAdmin(ReadOnlyAdmin):
     list_select_related = ["campaign"]
     search_fields = ["=esp_message_id", "=verification_code"]
     raw_id_fields = ["person"]
+
+
+@admin.register(DeliveryEvent)
+class DeliveryEventAdmin(ReadOnlyAdmin):
+    # ESP events are evidence as received: never edited.
+    list_display = ["received_at", "esp", "event_type", "message_id", "outcome", "applied_at"]
+    list_filter = ["esp", "event_type", "outcome"]
+    search_fields = ["=message_id", "=event_key"]
+    raw_id_fields = ["delivery"]
+    show_full_result_count = False

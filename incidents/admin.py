@@ -13,6 +13,7 @@ from incidents.models import (
     AffectedPerson,
     AudienceQuery,
     AuditEntry,
+    ContactRecord,
     Incident,
     ReferenceCounter,
     Segment,
@@ -182,6 +183,16 @@ class AffectedPersonAdmin(ReadOnlyAdmin):
     list_filter = ["source", "locale"]
     list_select_related = ["incident", "segment"]
     search_fields = ["=address", "=customer_id", "incident__reference"]
+    show_full_result_count = False
+
+
+@admin.register(ContactRecord)
+class ContactRecordAdmin(ReadOnlyAdmin):
+    # Changes only through the contact services, which audit every one.
+    list_display = ["recorded_at", "incident", "person", "previous_status", "status", "method"]
+    list_filter = ["status", "method"]
+    list_select_related = ["incident"]
+    raw_id_fields = ["person"]
     show_full_result_count = False
 
 

@@ -23,6 +23,8 @@ _READ = [
     "campaigns.view_testsend",
     "campaigns.view_campaign",
     "campaigns.view_delivery",
+    "campaigns.view_deliveryevent",
+    "incidents.view_contactrecord",
 ]
 # Finding and shaping the audience: import the send log, freeze, segment, trim the list.
 _AUDIENCE = [
@@ -39,6 +41,10 @@ _AUDIENCE = [
 _DRAFT = ["campaigns.add_messageversion", "campaigns.test_send_messageversion"]
 # Deciding on a version (four eyes: never by anyone who wrote part of the message).
 _DECIDE = ["campaigns.approve_messageversion"]
+# Following up: record how a person was reached (phone, letter, ticket), assign follow-ups.
+_FOLLOW_UP = ["incidents.record_contact"]
+# Deciding that a person need not be contacted (with a reason): comms and admin only.
+_WAIVE = ["incidents.waive_contact"]
 # Sending: launch, top up, send again, pause/resume/cancel, decide on uncertain deliveries.
 _SEND = [
     "campaigns.launch_campaign",
@@ -56,8 +62,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         *_AUDIENCE,
         *_DRAFT,
         *_SEND,
+        *_FOLLOW_UP,
     ],
-    COMMS: [*_READ, "incidents.transition_incident", "incidents.add_note", *_DECIDE],
+    COMMS: [*_READ, "incidents.transition_incident", "incidents.add_note", *_DECIDE, *_WAIVE],
     AUDITOR: [*_READ, "incidents.view_auditentry", "incidents.verify_audit"],
     ADMIN: [
         *_READ,
@@ -74,6 +81,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         *_DRAFT,
         *_DECIDE,
         *_SEND,
+        *_FOLLOW_UP,
+        *_WAIVE,
         "campaigns.view_outboxmessage",
         "auth.view_user",
         "auth.add_user",

@@ -1,5 +1,6 @@
 """The campaigns app's models, one module per area; import them from here."""
 
+from campaigns.models.events import DeliveryEvent, EventOutcome
 from campaigns.models.messages import (
     Approval,
     Immutable,
@@ -30,6 +31,8 @@ __all__ = [
     "Approval",
     "Campaign",
     "Delivery",
+    "DeliveryEvent",
+    "EventOutcome",
     "IllegalTransition",
     "Immutable",
     "Message",

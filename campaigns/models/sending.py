@@ -251,6 +251,10 @@ class Delivery(models.Model):
     attempts = models.PositiveSmallIntegerField("ESP calls made", default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
+    # Set by one conditional UPDATE right before the ESP call of the current claim (reset
+    # by each claim). Expired `sending` rows without it were never handed to the ESP, so
+    # the sweeper may queue them again; with it and no evidence, they are `uncertain`.
+    handed_at = models.DateTimeField("handed to the ESP", null=True, blank=True)
     esp_message_id = models.CharField("ESP message id", max_length=255, blank=True)
     error = models.TextField("ESP's reason or ours", blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -258,6 +262,13 @@ class Delivery(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
     verification_code = models.CharField(max_length=16, unique=True, default=new_verification_code)
     resend = models.BooleanField("sent again", default=False)
+    # From ESP events (campaigns/tracking): when it was delivered, how it bounced,
+    # and the flags that never change its status.
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    bounce_kind = models.CharField(max_length=4, blank=True, db_default="")  # hard / soft
+    last_event_at = models.DateTimeField("latest ESP event applied", null=True, blank=True)
+    opened = models.BooleanField(default=False, db_default=False)
+    clicked = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["id"]

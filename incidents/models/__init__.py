@@ -1,5 +1,6 @@
 from incidents.models.audience import AffectedPerson, AudienceQuery, Segment
 from incidents.models.audit import AuditEntry
+from incidents.models.contact import ContactMethod, ContactRecord, ContactStatus
 from incidents.models.incident import IllegalTransition, Incident, ReferenceCounter, TimelineEntry
 from incidents.models.sendlog import SendLogEntry, SendLogImport
 
@@ -7,6 +8,9 @@ __all__ = [
     "AffectedPerson",
     "AudienceQuery",
     "AuditEntry",
+    "ContactMethod",
+    "ContactRecord",
+    "ContactStatus",
     "IllegalTransition",
     "Incident",
     "ReferenceCounter",

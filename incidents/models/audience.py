@@ -4,6 +4,13 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from incidents.models.contact import (
+    CONTACT_TRANSITIONS,
+    ContactMethod,
+    ContactStatus,
+    IllegalContactTransition,
+)
+
 
 class AudienceQuery(models.Model):
     """Stored filters that describe the mis-sent email, and what freezing them added.
@@ -113,6 +120,26 @@ class AffectedPerson(models.Model):
     removed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # Has this person been reached? Current state here (db_default: the freeze
+    # inserts people with raw SQL that names only the list's own columns);
+    # counted by the dashboard and the completion gate; history in ContactRecord.
+    contact_status = models.CharField(
+        max_length=12, choices=ContactStatus.choices, db_default=ContactStatus.PENDING
+    )
+    contact_method = models.CharField(
+        max_length=12, choices=ContactMethod.choices, blank=True, db_default=""
+    )
+    contacted_at = models.DateTimeField(null=True, blank=True)
+    contact_note = models.TextField(
+        "contact note, or the reason for a waiver", blank=True, db_default=""
+    )
+    contact_updated_at = models.DateTimeField(null=True, blank=True)
+    # Who in support is following up an unreachable person.
+    followup_assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    ContactStatus = ContactStatus
 
     class Meta:
         ordering = ["id"]
@@ -125,10 +152,57 @@ class AffectedPerson(models.Model):
                 violation_error_message="Say why this person is removed from the list.",
             ),
         ]
-        indexes = [models.Index(fields=["incident", "segment"], name="affected_incident_segment")]
+        indexes = [
+            models.Index(fields=["incident", "segment"], name="affected_incident_segment"),
+            models.Index(fields=["incident", "contact_status"], name="affected_contact_status"),
+        ]
+        permissions = [
+            ("record_contact", "Can record how an affected person was reached and follow up"),
+            ("waive_contact", "Can waive contacting an affected person, with a reason"),
+        ]
 
     def __str__(self) -> str:
         return f"person {self.pk} of incident {self.incident_id}"
+
+    # --- Contact state machine --------------------------------------------------
+    def set_contact_status(
+        self,
+        status: str,
+        *,
+        method: str = "",
+        note: str = "",
+        contacted_at=None,
+        now=None,
+    ) -> str:
+        """Move to `status` or raise IllegalContactTransition. Saves; returns the previous status.
+
+        The caller (a service) holds the row locked and writes the ContactRecord
+        and the audit entry in the same transaction.
+        """
+        if status not in ContactStatus.values:
+            raise IllegalContactTransition(f"“{status}” is not a contact status.")
+        if status not in CONTACT_TRANSITIONS[self.contact_status]:
+            raise IllegalContactTransition(
+                f"A person who is {ContactStatus(self.contact_status).label.lower()} cannot "
+                f"become {ContactStatus(status).label.lower()}.",
+                code="illegal_contact_transition",
+            )
+        if status == ContactStatus.WAIVED and not note.strip():
+            raise IllegalContactTransition(
+                "Say why this person does not need to be contacted.", code="reason_required"
+            )
+        now = now or timezone.now()
+        previous, self.contact_status = self.contact_status, status
+        self.contact_note = note
+        self.contact_updated_at = now
+        if status == ContactStatus.CONTACTED:
+            self.contact_method = method
+            self.contacted_at = contacted_at or now
+        elif status == ContactStatus.WAIVED:
+            self.contact_method = ""
+        fields = ["contact_status", "contact_method", "contacted_at", "contact_note"]
+        self.save(update_fields=[*fields, "contact_updated_at"])
+        return previous
 
 
 def list_digest(addresses) -> str:
