@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from campaigns import sending, services
 from campaigns.models import Campaign, Delivery, IllegalTransition, OutboxMessage, Suppression
+from campaigns.sending.claims import hand_over
 from incidents import services as incident_services
 from incidents.actors import Actor
 from incidents.models import AffectedPerson, AuditEntry, SendLogEntry
@@ -601,15 +602,22 @@ def test_cancel_stops_for_good_and_nothing_more_is_sent(
 # --- Crashes and lost jobs -----------------------------------------------------------------------
 
 
+def hand_over_all(ids):
+    """What a worker does right before each ESP call (campaigns.sending.claims.hand_over)."""
+    return [hand_over(d) for d in Delivery.objects.filter(pk__in=ids).order_by("id")]
+
+
 def test_a_crashed_worker_leaves_uncertain_deliveries_that_are_never_resent(
     segment, people, support_sam, version, stub, settings
 ):
-    # A worker claimed three deliveries and died (SIGKILL) before recording anything.
+    # A worker claimed three deliveries, handed them to the ESP and died (SIGKILL)
+    # before recording any answer.
     with transaction.atomic():
         campaign = services.campaign_launch(
             version=version, segment=segment, by=as_user(support_sam)
         )
         crashed = sending.claim(campaign.pk, 0, 10**12, 3)
+        assert hand_over_all(crashed) == [True, True, True]
     drain()
     assert counts(campaign) == {Status.SENT: 9, Status.SENDING: 3}
     campaign.refresh_from_db()
@@ -663,6 +671,71 @@ def test_a_crashed_worker_leaves_uncertain_deliveries_that_are_never_resent(
     assert campaign.status == Campaign.Status.COMPLETED
     decisions = AuditEntry.objects.filter(action="delivery.uncertain_resolved")
     assert [e.after["decision"] for e in decisions.order_by("seq")] == ["mark_sent", "resend"]
+
+
+def test_rows_a_crashed_worker_claimed_but_never_handed_over_are_sent_once_after_all(
+    segment, people, support_sam, version, stub, settings
+):
+    # A worker claimed four deliveries and died before its first ESP call: the ESP
+    # never saw them, so they go back to the queue instead of becoming uncertain.
+    with transaction.atomic():
+        campaign = services.campaign_launch(
+            version=version, segment=segment, by=as_user(support_sam)
+        )
+        crashed = sending.claim(campaign.pk, 0, 10**12, 4)
+    drain()
+    assert counts(campaign) == {Status.SENT: 8, Status.SENDING: 4}
+
+    later = timezone.now() + timedelta(seconds=settings.SEND_LEASE_SECONDS + 1)
+    report = sending.sweep(now=later)
+    assert report["requeued"] == 4 and report["uncertain"] == 0
+    assert report["batches"] == 1  # queued again, so enqueued again at once
+    drain()
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.COMPLETED
+    assert counts(campaign) == {Status.SENT: 12}
+    assert all(stub.accepted[str(pk)] == 1 for pk in crashed)
+    assert max(stub.accepted.values()) == 1
+    assert set(Delivery.objects.filter(pk__in=crashed).values_list("attempts", flat=True)) == {1}
+    assert not AuditEntry.objects.filter(action="delivery.uncertain").exists()
+
+
+def test_a_worker_never_sends_a_row_the_sweeper_took_back(
+    segment, people, support_sam, version, stub, settings, monkeypatch
+):
+    from campaigns import jobs
+
+    monkeypatch.setattr(jobs, "enqueue_batches", lambda *args: None)  # nothing runs by itself
+    campaign = services.campaign_launch(version=version, segment=segment, by=as_user(support_sam))
+    # Worker A claimed a row and stalled past its lease; the sweeper queued it again.
+    (first,) = sending.claim(campaign.pk, 0, 10**12, 1)
+    stalled = Delivery.objects.get(pk=first)
+    later = timezone.now() + timedelta(seconds=settings.SEND_LEASE_SECONDS + 1)
+    assert sending.sweep(now=later)["requeued"] == 1
+    assert not hand_over(stalled)  # A wakes up: the row is no longer its to send
+
+    # Worker B claims it again; A, still holding its old copy, can neither send nor release it.
+    assert sending.claim(campaign.pk, first, first, 1) == [first]
+    assert not hand_over(stalled)
+    assert hand_over_all([first]) == [True]  # B can, once
+    assert hand_over_all([first]) == [False]
+    assert sending.release([first]) == 0  # a handed row is never queued again by a worker
+    row = Delivery.objects.get(pk=first)
+    assert row.status == Status.SENDING and row.handed_at is not None and row.attempts == 1
+
+
+def test_a_row_is_not_handed_over_with_less_than_half_its_lease_left(
+    segment, people, support_sam, version, settings, monkeypatch
+):
+    from campaigns import jobs
+
+    monkeypatch.setattr(jobs, "enqueue_batches", lambda *args: None)
+    campaign = services.campaign_launch(version=version, segment=segment, by=as_user(support_sam))
+    (pk,) = sending.claim(campaign.pk, 0, 10**12, 1)
+    short = timezone.now() + timedelta(seconds=settings.SEND_LEASE_SECONDS / 2 - 1)
+    Delivery.objects.filter(pk=pk).update(lease_until=short)
+    assert hand_over_all([pk]) == [False]
+    assert sending.release([pk]) == 1  # still this worker's, never handed: back to the queue
 
 
 def test_the_sandbox_outbox_is_evidence_that_a_message_went_out(

@@ -1,4 +1,12 @@
-"""Claiming deliveries in the database: id ranges for jobs, conditional claims, releases."""
+"""Claiming deliveries in the database: id ranges for jobs, conditional claims, hand-overs,
+releases.
+
+A delivery's life in a worker is three conditional UPDATEs: `claim` (queued →
+sending, with a lease), `hand_over` (the marker set right before the ESP call,
+for this claim only) and the answer's record. Each one acts only when the row
+is still in the state the previous one left, so a worker that lost a row (to
+the sweeper, after its lease ran out) can no longer send or release it.
+"""
 
 from datetime import datetime, timedelta
 
@@ -65,7 +73,8 @@ def claim(campaign_id: int, first_id: int, last_id: int, limit: int) -> list[int
                 FOR UPDATE SKIP LOCKED
             )
             UPDATE campaigns_delivery d
-            SET status = 'sending', attempts = d.attempts + 1, lease_until = %s, updated_at = %s
+            SET status = 'sending', attempts = d.attempts + 1, lease_until = %s,
+                handed_at = NULL, updated_at = %s
             FROM picked WHERE d.id = picked.id
             RETURNING d.id
         """
@@ -93,6 +102,7 @@ def claim(campaign_id: int, first_id: int, last_id: int, limit: int) -> list[int
                     status=Status.SENDING,
                     attempts=F("attempts") + 1,
                     lease_until=lease,
+                    handed_at=None,
                     updated_at=now,
                 )
     if ids:
@@ -104,13 +114,43 @@ def claim(campaign_id: int, first_id: int, last_id: int, limit: int) -> list[int
     return ids
 
 
+def hand_over(delivery: Delivery) -> bool:
+    """Mark `delivery` handed to the ESP, right before the call; False: do not send it.
+
+    One conditional UPDATE, for this worker's claim only: the row must still be
+    `sending` under the lease this worker claimed it with (a re-claim sets a new
+    lease), not handed yet, and the lease must hold for at least half its length,
+    so the sweeper cannot outrun the ESP call. The sweeper queues expired rows
+    again only while they have no `handed_at`, by an UPDATE conditional on that:
+    so of the two, exactly one wins the row, and a row is never both sent by
+    this worker and queued again.
+    """
+    now = timezone.now()
+    margin = timedelta(seconds=settings.SEND_LEASE_SECONDS / 2)
+    return bool(
+        Delivery.objects.filter(
+            pk=delivery.pk,
+            status=Status.SENDING,
+            handed_at__isnull=True,
+            lease_until=delivery.lease_until,
+            lease_until__gt=now + margin,
+        ).update(handed_at=now)
+    )
+
+
 def release(ids: list[int], *, not_before: datetime | None = None) -> int:
-    """Claimed rows that were never handed to the ESP go back to the queue, attempt uncounted."""
+    """Claimed rows that were never handed to the ESP go back to the queue, attempt uncounted.
+
+    Never a handed row: once `handed_at` is set, only the ESP's answer (or the
+    sweeper, without one) decides what the row becomes.
+    """
     if not ids:
         return 0
     from django.db.models import F
 
-    return Delivery.objects.filter(id__in=ids, status=Status.SENDING).update(
+    return Delivery.objects.filter(
+        id__in=ids, status=Status.SENDING, handed_at__isnull=True
+    ).update(
         status=Status.QUEUED,
         attempts=F("attempts") - 1,
         lease_until=None,

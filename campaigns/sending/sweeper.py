@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Min
+from django.db.models import F, Min
 from django.utils import timezone
 
 from campaigns.models import Campaign, Delivery, OutboxMessage
@@ -77,7 +77,9 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Recover what crashes and lost jobs left behind. Run it every minute; safe to overlap.
 
     1. `sending` rows whose lease expired: `sent` when there is evidence the ESP
-       took them, otherwise `uncertain` (audited). Never sent again by the machine.
+       took them; back to `queued` when they were never handed to the ESP (no
+       `handed_at`: the worker died between its claim and the ESP call);
+       otherwise `uncertain` (audited), never sent again by the machine.
     2. Queued rows of cancelled campaigns: `cancelled`.
     3. Running campaigns: completed when nothing is pending; when no worker
        claimed anything for SWEEP_STALE_SECONDS, their due queued rows are
@@ -86,16 +88,24 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
     from campaigns.jobs import enqueue_batches
 
     now = now or timezone.now()
-    report = {"recovered_sent": 0, "uncertain": 0, "cancelled": 0, "batches": 0, "completed": 0}
+    report = {
+        "recovered_sent": 0,
+        "requeued": 0,
+        "uncertain": 0,
+        "cancelled": 0,
+        "batches": 0,
+        "completed": 0,
+    }
     expired = list(
         Delivery.objects.filter(status=Status.SENDING, lease_until__lt=now)
         .order_by("id")
-        .values_list("id", "campaign_id", "esp_message_id")[:10_000]
+        .values_list("id", "campaign_id", "esp_message_id", "handed_at")[:10_000]
     )
+    requeued_in: set[int] = set()
     if expired:
-        evidence = _evidence(expired)
+        evidence = _evidence([(pk, campaign_id, mid) for pk, campaign_id, mid, _ in expired])
         uncertain: dict[int, list[int]] = {}
-        for pk, campaign_id, _ in expired:
+        for pk, campaign_id, _, handed_at in expired:
             stale = Delivery.objects.filter(pk=pk, status=Status.SENDING, lease_until__lt=now)
             if pk in evidence:
                 report["recovered_sent"] += stale.update(
@@ -105,7 +115,21 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
                     lease_until=None,
                     updated_at=now,
                 )
-            elif stale.update(
+            elif handed_at is None and (
+                requeued := stale.filter(handed_at__isnull=True).update(
+                    status=Status.QUEUED,
+                    attempts=F("attempts") - 1,
+                    lease_until=None,
+                    next_attempt_at=None,
+                    updated_at=now,
+                )
+            ):
+                # Never handed to the ESP, and conditional on that: a worker that still
+                # holds the row can no longer hand it over (claims.hand_over), so
+                # sending it again cannot make a second apology.
+                report["requeued"] += requeued
+                requeued_in.add(campaign_id)
+            elif stale.filter(handed_at__isnull=False).update(
                 status=Status.UNCERTAIN,
                 lease_until=None,
                 error="The worker stopped before recording the ESP's answer; it may have been sent.",
@@ -132,8 +156,8 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
             report["completed"] += 1
             continue
         last = campaign.last_claim_at or campaign.launched_at
-        if last is not None and last > stale_before:
-            continue  # a worker is on it
+        if last is not None and last > stale_before and campaign.pk not in requeued_in:
+            continue  # a worker is on it (rows queued again above belong to no job)
         ranges = batch_ranges(campaign.pk, campaign.batch_size, due_by=now)
         if ranges:
             enqueue_batches(campaign.pk, ranges)

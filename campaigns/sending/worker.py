@@ -18,7 +18,7 @@ from django.utils import timezone
 from campaigns.mail import SandboxBackend
 from campaigns.models import Campaign, Delivery, Suppression
 from campaigns.rendering import RenderError, choose_locale, render_context, render_version
-from campaigns.sending.claims import claim, release
+from campaigns.sending.claims import claim, hand_over, release
 from campaigns.sending.limits import limiter
 from campaigns.sending.outcomes import Outcome, backoff, classify
 from campaigns.sending.sweeper import complete_if_done
@@ -240,6 +240,11 @@ class _BatchRun:
                     break
                 if not self._take_token() or not self._lease_holds(delivery):
                     unsent.append(delivery.pk)
+                    continue
+                if not hand_over(delivery):
+                    # The sweeper took this row back after our lease ran out (or our lease
+                    # is too short now): it is no longer ours to send, nor to release.
+                    self._count("not_handed")
                     continue
                 try:
                     outcome = self._send_one(backend, delivery)

@@ -7,9 +7,10 @@ from campaigns.sending import sweep
 
 class Command(BaseCommand):
     help = (
-        "Recover sending after crashes and lost jobs: expired leases become sent (with evidence) "
-        "or uncertain, never resent; stalled running campaigns get their queued work enqueued "
-        "again; finished ones complete. Run it every minute (cron), or with --every."
+        "Recover sending after crashes and lost jobs: expired leases become sent (with evidence), "
+        "queued again (never handed to the ESP) or uncertain, never resent; stalled running "
+        "campaigns get their queued work enqueued again; finished ones complete. Run it every "
+        "minute (cron), or with --every."
     )
 
     def add_arguments(self, parser):
@@ -26,7 +27,8 @@ class Command(BaseCommand):
         while True:
             report = sweep()
             self.stdout.write(
-                "Swept: {recovered_sent} recovered as sent, {uncertain} uncertain, "
+                "Swept: {recovered_sent} recovered as sent, {requeued} never handed to the ESP "
+                "and queued again, {uncertain} uncertain, "
                 "{cancelled} cancelled, {batches} batches enqueued again, "
                 "{completed} campaigns completed.".format(**report)
             )
