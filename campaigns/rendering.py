@@ -1,6 +1,6 @@
 """The personalisation sandbox: staff-written apologies are data, rendered here and nowhere else.
 
-A template may print six plain placeholders, pass them through five harmless
+A template may print seven plain placeholders, pass them through five harmless
 filters, and branch on them with {% if %}. Nothing else: no attribute access, no
 indexing, no calls, no loops, no assignments, no other templates, no arithmetic.
 
@@ -42,6 +42,7 @@ PLACEHOLDERS: dict[str, str] = {
     "original_send_date": "The date the mis-sent email reached the person",
     "verification_code": "The code that proves the message is genuine",
     "company_name": "Your company's name",
+    "verification_url": "The page where the code can be checked (VERIFICATION_URL)",
 }
 
 
@@ -412,6 +413,7 @@ def render_context(*, person, incident, verification_code: str, locale: str = ""
             "original_send_date": _date_for(person.first_sent_at, locale or person.locale),
             "verification_code": verification_code,
             "company_name": settings.COMPANY_NAME,
+            "verification_url": settings.VERIFICATION_URL,
         }
     )
 
@@ -429,6 +431,7 @@ def sample_context(*, incident, locale: str = "") -> dict:
             "original_send_date": _date_for(incident.sent_from or timezone.now(), locale),
             "verification_code": SAMPLE_VERIFICATION_CODE,
             "company_name": settings.COMPANY_NAME,
+            "verification_url": settings.VERIFICATION_URL,
         }
     )
 

@@ -156,8 +156,11 @@ emails only go to customers who have created a registry.
 
 If you have questions, or would like to talk to someone, please contact our care team at \
 care@retailer.example and mention {{ incident_reference }}. You can reach our data protection \
-officer at privacy@retailer.example. To be sure this email is from us, you can also quote the \
-code {{ verification_code }}.
+officer at privacy@retailer.example.
+
+To check that this email really is from us, type {{ verification_url }} into your browser \
+yourself and enter the code {{ verification_code }}. We will never ask you for a password or \
+payment details by email.
 
 With our sincere apologies,
 The {{ company_name }} team"""
@@ -193,9 +196,11 @@ Kunden, die eine Babyliste angelegt haben.
 
 Wenn Sie Fragen haben oder mit jemandem sprechen möchten, wenden Sie sich bitte an unser \
 Kundenteam unter care@retailer.example und nennen Sie den Vorgang {{ incident_reference }}. \
-Unsere Datenschutzbeauftragte erreichen Sie unter privacy@retailer.example. Damit Sie sicher \
-sein können, dass diese E-Mail von uns kommt, nennen Sie uns gern auch den Code \
-{{ verification_code }}.
+Unsere Datenschutzbeauftragte erreichen Sie unter privacy@retailer.example.
+
+Ob diese E-Mail wirklich von uns kommt, können Sie prüfen: Geben Sie {{ verification_url }} \
+selbst in Ihren Browser ein und dort den Code {{ verification_code }}. Wir fragen Sie per E-Mail \
+nie nach einem Passwort oder nach Zahlungsdaten.
 
 Mit aufrichtigem Bedauern
 Ihr Team von {{ company_name }}"""

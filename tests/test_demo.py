@@ -109,7 +109,11 @@ def test_the_send_log_and_audience_tell_the_registry_story(seeded):
     assert seeded.status == Incident.Status.INVESTIGATING
 
 
-def test_the_apology_was_rejected_once_then_approved_by_two_and_the_correction_awaits(seeded):
+def test_the_apology_was_rejected_once_then_approved_by_two_and_the_correction_awaits(
+    seeded, settings
+):
+    # The apology prints VERIFICATION_URL, plain http on a development machine.
+    settings.VERIFICATION_URL = "https://retailer.example/verify/"
     everyone = Message.objects.get(segment__is_default=True)
     first, final = everyone.versions.order_by("number")
     assert (first.author.username, final.author.username) == ("support_sam", "support_sam")

@@ -191,7 +191,8 @@ def test_an_unknown_placeholder_is_refused_at_save_with_the_line_and_the_reason(
     assert errors[1].startswith("Line 4: “settings” is not a placeholder you can use.")
     assert errors[2] == (
         "Line 5: “shoe_size” is not a placeholder you can use. Available: first_name, "
-        "customer_id, incident_reference, original_send_date, verification_code, company_name."
+        "customer_id, incident_reference, original_send_date, verification_code, company_name, "
+        "verification_url."
     )
     assert not MessageVersion.objects.exists()
 
