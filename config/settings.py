@@ -387,3 +387,32 @@ SEND_JOB_TIMEOUT = envint("SEND_JOB_TIMEOUT", default=3600)
 SWEEP_STALE_SECONDS = envint("SWEEP_STALE_SECONDS", default=120)
 # Prefix of the Redis keys for rate tokens and ESP holds.
 SEND_REDIS_PREFIX = os.environ.get("SEND_REDIS_PREFIX", "amends:send")
+
+# --- Verification and metrics ---
+# See docs/operations.md ("Verification page", "Metrics and alerts").
+# The public page where customers check an apology's code, printed in apologies as
+# {{ verification_url }}. Serve it over https in production: a page that says
+# "genuine" over plain http can be forged by anyone on the way.
+VERIFICATION_URL = os.environ.get("VERIFICATION_URL") or f"{SITE_URL.rstrip('/')}/verify/"
+# Code look-ups per client address (IPv6: per /64) in each window; more get a 429.
+# Codes carry 50 random bits, so this limits load, not guessing (docs/verification.md).
+VERIFY_RATE_LIMIT = envint("VERIFY_RATE_LIMIT", default=20)
+VERIFY_RATE_WINDOW_SECONDS = envint("VERIFY_RATE_WINDOW_SECONDS", default=600)
+# Counters every web process must share (rate limits, the metrics' watermarks): Redis
+# when there is one. "default" stays Django's own per-process cache.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "shared": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "amends:shared",
+            "TIMEOUT": None,
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "shared"}
+    ),
+}
+# Bearer tokens Prometheus scrapes /metrics with (comma-separated while rotating).
+# Without one, only a logged-in user with incidents.view_metrics (Admin) can read it.
+METRICS_TOKENS = [t.strip() for t in envsecret("METRICS_TOKEN").split(",") if t.strip()]
