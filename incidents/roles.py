@@ -45,6 +45,10 @@ _DECIDE = ["campaigns.approve_messageversion"]
 _FOLLOW_UP = ["incidents.record_contact"]
 # Deciding that a person need not be contacted (with a reason): comms and admin only.
 _WAIVE = ["incidents.waive_contact"]
+# Evidence packs: pseudonymised for auditors and admins; with addresses (and a
+# stated reason) for admins only.
+_EXPORT = ["incidents.export_evidence", "incidents.view_evidenceexport"]
+_EXPORT_PII = ["incidents.export_pii"]
 # Sending: launch, top up, send again, pause/resume/cancel, decide on uncertain deliveries.
 _SEND = [
     "campaigns.launch_campaign",
@@ -65,7 +69,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         *_FOLLOW_UP,
     ],
     COMMS: [*_READ, "incidents.transition_incident", "incidents.add_note", *_DECIDE, *_WAIVE],
-    AUDITOR: [*_READ, "incidents.view_auditentry", "incidents.verify_audit"],
+    AUDITOR: [*_READ, "incidents.view_auditentry", "incidents.verify_audit", *_EXPORT],
     ADMIN: [
         *_READ,
         "incidents.add_incident",
@@ -83,6 +87,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         *_SEND,
         *_FOLLOW_UP,
         *_WAIVE,
+        *_EXPORT,
+        *_EXPORT_PII,
         "campaigns.view_outboxmessage",
         "auth.view_user",
         "auth.add_user",
