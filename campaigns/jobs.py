@@ -71,3 +71,42 @@ def enqueue_batches(campaign_id: int, ranges: list[tuple[int, int]]) -> None:
     else:
         for first_id, last_id in ranges:
             enqueue(send_batch, campaign_id, first_id, last_id, queue=SEND_QUEUE)
+
+
+# --- Tracking events ------------------------------------------------------------------------
+
+WEBHOOK_QUEUE = "webhooks"
+# Set while an apply job waits in the queue: a burst of webhook requests queues one job,
+# not one per request. The job deletes it when it starts, so events stored after that
+# queue the next job; the expiry covers a job lost with Redis.
+APPLY_PENDING_KEY = "amends:tracking:apply-queued"
+
+
+def apply_events() -> dict:
+    """Apply the stored, unapplied ESP events (campaigns.tracking.apply). Safe to run concurrently."""
+    from campaigns.tracking.apply import apply_pending
+
+    if settings.REDIS_URL:
+        import django_rq
+
+        django_rq.get_connection(WEBHOOK_QUEUE).delete(APPLY_PENDING_KEY)
+    report = apply_pending()
+    log.info("apply_events: %s", report)
+    return report
+
+
+def _push_apply() -> None:
+    import django_rq
+
+    if django_rq.get_connection(WEBHOOK_QUEUE).set(APPLY_PENDING_KEY, "1", nx=True, ex=30):
+        django_rq.get_queue(WEBHOOK_QUEUE).enqueue(
+            apply_events, job_timeout=settings.SEND_JOB_TIMEOUT, result_ttl=60
+        )
+
+
+def enqueue_apply() -> None:
+    """Queue the apply job once the current transaction commits (in-process without Redis)."""
+    if settings.REDIS_URL:
+        transaction.on_commit(_push_apply)
+    else:
+        enqueue(apply_events, queue=WEBHOOK_QUEUE)

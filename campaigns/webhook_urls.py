@@ -1,7 +1,10 @@
-"""ESP tracking webhooks at /webhooks/<esp>/tracking/, parsed by anymail.
+"""ESP tracking webhooks at /webhooks/<esp>/tracking/, parsed by anymail (docs/tracking.md).
 
-They are public URLs: each request must carry the WEBHOOK_SECRET as HTTP basic
-auth (anymail checks it) and, where the ESP signs its webhooks, a valid signature.
+They are public URLs: each request must carry one of the WEBHOOK_SECRETs as
+HTTP basic auth (anymail checks it, any of several while rotating) and, where
+the ESP signs its webhooks and its key is configured, a valid signature.
+A refused request stores nothing. An accepted one stores its events in one
+INSERT after anymail has parsed them all, and the apply job does the rest.
 Inbound-mail webhooks are not mounted: Amends receives no mail.
 """
 
@@ -14,6 +17,8 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import HttpResponseForbidden, HttpResponseNotFound
 from django.urls import URLPattern
 
+from campaigns.tracking import collecting, events_store
+
 app_name = "webhooks"
 
 
@@ -24,11 +29,17 @@ def _secret_required(view):
     def guarded(request, *args, **kwargs):
         if not settings.ANYMAIL.get("WEBHOOK_SECRET"):
             return HttpResponseForbidden("Webhooks are disabled until WEBHOOK_SECRET is set.")
-        try:
-            return view(request, *args, **kwargs)
-        except (AnymailConfigurationError, AnymailImproperlyInstalled):
-            # An ESP whose signing key (or client library) is not set up has no webhook here.
-            return HttpResponseNotFound("This ESP's webhook is not configured on this server.")
+        with collecting() as rows:
+            try:
+                response = view(request, *args, **kwargs)
+            except (AnymailConfigurationError, AnymailImproperlyInstalled):
+                # An ESP whose signing key (or client library) is not set up has no webhook here.
+                return HttpResponseNotFound("This ESP's webhook is not configured on this server.")
+        if response.status_code < 300:
+            # One INSERT for the whole request. If it fails, the error is a 500 and the
+            # ESP sends the batch again; what was stored is skipped by its key.
+            events_store(rows=rows)
+        return response
 
     return guarded
 

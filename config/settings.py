@@ -201,9 +201,14 @@ ANYMAIL = {
         "MAILGUN_SENDER_DOMAIN": os.environ.get("MAILGUN_SENDER_DOMAIN"),
         "MAILGUN_API_URL": os.environ.get("MAILGUN_API_URL"),
         "MAILGUN_WEBHOOK_SIGNING_KEY": envsecret("MAILGUN_WEBHOOK_SIGNING_KEY"),
-        # "user:password" for the webhooks' HTTP basic auth. Several, comma-separated,
-        # while rotating: the ESP may use any of them until it is switched over.
-        "WEBHOOK_SECRET": [s.strip() for s in envsecret("WEBHOOK_SECRET").split(",") if s.strip()],
+        # "user:password" for the webhooks' HTTP basic auth. Several, comma-separated
+        # (in WEBHOOK_SECRET or WEBHOOK_SECRETS), while rotating: the ESP may use any of
+        # them until it is switched over. See docs/tracking.md.
+        "WEBHOOK_SECRET": [
+            s.strip()
+            for s in f"{envsecret('WEBHOOK_SECRET')},{envsecret('WEBHOOK_SECRETS')}".split(",")
+            if s.strip()
+        ],
     }.items()
     if value
 }
@@ -387,6 +392,38 @@ SEND_JOB_TIMEOUT = envint("SEND_JOB_TIMEOUT", default=3600)
 SWEEP_STALE_SECONDS = envint("SWEEP_STALE_SECONDS", default=120)
 # Prefix of the Redis keys for rate tokens and ESP holds.
 SEND_REDIS_PREFIX = os.environ.get("SEND_REDIS_PREFIX", "amends:send")
+
+# --- Tracking ---
+# ESP webhooks and what their events do; see docs/tracking.md.
+# The ESPs' own webhook signatures, checked by anymail on top of WEBHOOK_SECRET.
+ANYMAIL.update(
+    {
+        key: value
+        for key in (
+            "MAILERSEND_SIGNING_SECRET",
+            "MAILTRAP_TRACKING_SECRET",
+            "MANDRILL_WEBHOOK_KEY",
+            "POSTAL_WEBHOOK_KEY",
+            "RESEND_SIGNING_SECRET",
+            "SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY",
+            "UNISENDER_GO_API_KEY",
+        )
+        if (value := envsecret(key))
+    }
+    | ({"MANDRILL_WEBHOOK_URL": v} if (v := os.environ.get("MANDRILL_WEBHOOK_URL")) else {})
+)
+# Events per transaction of the apply job (a few queries per chunk, not per event).
+TRACKING_APPLY_CHUNK = envint("TRACKING_APPLY_CHUNK", default=1000)
+# A soft bounce sends the same delivery again, up to this many times, after the delay
+# (doubling each time); then it is final and the person is unreachable.
+SOFT_BOUNCE_RETRIES = envint("SOFT_BOUNCE_RETRIES", default=2)
+SOFT_BOUNCE_RETRY_DELAY_SECONDS = envint("SOFT_BOUNCE_RETRY_DELAY_SECONDS", default=1800)
+# A deferral means the ESP itself is still trying; sending again could deliver twice.
+# On: a deferral counts as a soft bounce (retried by the policy above).
+DEFERRAL_RETRY = envbool("DEFERRAL_RETRY", default=False)
+# The embedded sandbox simulates ESP events for what it "sends" (docs/tracking.md).
+if MAIL_BACKEND == "campaigns.mail.SandboxBackend":
+    MAILERS["default"]["OPTIONS"] = {"simulate_events": envbool("SANDBOX_EVENTS", default=True)}
 
 # --- Verification and metrics ---
 # See docs/operations.md ("Verification page", "Metrics and alerts").

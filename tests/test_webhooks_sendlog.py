@@ -1,4 +1,9 @@
-"""ESP webhooks feed the send log and the suppression list, through anymail's real views."""
+"""ESP webhooks feed the send log and the suppression list, through anymail's real views.
+
+Events for mail that is not one of our deliveries still reach the company's send
+log: Amends is also its send-log receiver. The request stores the events; the
+apply job (run by `run_jobs`, on rq with REDIS_URL) applies them.
+"""
 
 import base64
 import hashlib
@@ -11,6 +16,18 @@ from campaigns.models import Suppression
 from incidents.models import SendLogEntry
 
 SECRET = "esp:webhook-secret-1"
+
+
+@pytest.fixture(autouse=True)
+def _jobs_run(client, run_jobs, monkeypatch):
+    # Each request's apply job runs right after it, as a worker would run it.
+    post = client.post
+
+    def post_and_apply(*args, **kwargs):
+        with run_jobs():
+            return post(*args, **kwargs)
+
+    monkeypatch.setattr(client, "post", post_and_apply)
 
 
 @pytest.fixture(autouse=True)

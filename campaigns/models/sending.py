@@ -196,17 +196,24 @@ _AFTER_SENT = (
     DeliveryStatus.REJECTED,
     DeliveryStatus.COMPLAINED,
 )
+# What an ESP event can say about a message it took (campaigns/tracking/rules.py
+# decides which event wins when they arrive out of order).
+_EVENT_STATES = (*_AFTER_SENT, DeliveryStatus.FAILED)
 # Every move a delivery can make. The worker's and the sweeper's conditional
-# UPDATEs (campaigns/sending/) make exactly these moves, and no others.
+# UPDATEs (campaigns/sending/) and the tracking apply job (campaigns/tracking/)
+# make exactly these moves, and no others.
 DELIVERY_TRANSITIONS: dict[str, tuple[str, ...]] = {
     # claimed by a worker; cancelled with its campaign; suppressed or cancelled
-    # when the worker finds the address suppressed or the person removed.
+    # when the worker finds the address suppressed or the person removed;
+    # delivered: a late event for the copy sent before a soft-bounce retry.
     DeliveryStatus.QUEUED: (
         DeliveryStatus.SENDING,
         DeliveryStatus.CANCELLED,
         DeliveryStatus.SUPPRESSED,
+        DeliveryStatus.DELIVERED,
     ),
-    # The ESP answered (sent, failed), asked to wait (queued), or nobody knows (uncertain).
+    # The ESP answered (sent, failed), asked to wait (queued), or nobody knows
+    # (uncertain); or its webhook event came before the worker recorded the answer.
     DeliveryStatus.SENDING: (
         DeliveryStatus.SENT,
         DeliveryStatus.FAILED,
@@ -214,13 +221,17 @@ DELIVERY_TRANSITIONS: dict[str, tuple[str, ...]] = {
         DeliveryStatus.UNCERTAIN,
         DeliveryStatus.SUPPRESSED,
         DeliveryStatus.CANCELLED,
+        *_AFTER_SENT,
     ),
-    DeliveryStatus.SENT: _AFTER_SENT,
-    DeliveryStatus.DEFERRED: _AFTER_SENT,
-    # Only a human (resend or mark sent), or evidence the ESP accepted it.
-    DeliveryStatus.UNCERTAIN: (DeliveryStatus.QUEUED, DeliveryStatus.SENT),
+    DeliveryStatus.SENT: _EVENT_STATES,
+    # queued: a deferral retried, when DEFERRAL_RETRY is on.
+    DeliveryStatus.DEFERRED: (*_EVENT_STATES, DeliveryStatus.QUEUED),
+    # A human (resend or mark sent), or evidence the ESP took it: an event.
+    DeliveryStatus.UNCERTAIN: (DeliveryStatus.QUEUED, DeliveryStatus.SENT, *_EVENT_STATES),
+    # A bounce or complaint after delivery is recorded as such (asynchronous bounces).
     DeliveryStatus.DELIVERED: (DeliveryStatus.BOUNCED, DeliveryStatus.COMPLAINED),
-    DeliveryStatus.BOUNCED: (),
+    # queued: a soft bounce sent again (SOFT_BOUNCE_RETRIES); complained: after a soft bounce.
+    DeliveryStatus.BOUNCED: (DeliveryStatus.QUEUED, DeliveryStatus.COMPLAINED),
     DeliveryStatus.REJECTED: (),
     DeliveryStatus.COMPLAINED: (),
     DeliveryStatus.FAILED: (),
@@ -269,6 +280,8 @@ class Delivery(models.Model):
     last_event_at = models.DateTimeField("latest ESP event applied", null=True, blank=True)
     opened = models.BooleanField(default=False, db_default=False)
     clicked = models.BooleanField(default=False, db_default=False)
+    # Times a soft bounce sent this same row again (SOFT_BOUNCE_RETRIES).
+    soft_bounces = models.PositiveSmallIntegerField(default=0, db_default=0)
 
     class Meta:
         ordering = ["id"]
@@ -293,6 +306,9 @@ class Delivery(models.Model):
                 condition=models.Q(status="sending"),
                 name="delivery_in_flight",
             ),
+            # Webhook events find their delivery by the ESP's message id.
+            # Not partial: PostgreSQL cannot prove "<> ''" for a long IN list.
+            models.Index(fields=["esp_message_id"], name="delivery_esp_message_id"),
         ]
         permissions = [("resolve_delivery", "Can decide on an uncertain delivery")]
 

@@ -53,7 +53,8 @@ def _evidence(rows: list[tuple[int, int, str]]) -> dict[int, str]:
     """Delivery id → ESP message id, for rows the ESP is known to have taken.
 
     Evidence: an id recorded on the row; the sandbox outbox's copy; a send log
-    entry (from an ESP webhook) whose metadata carries the delivery id.
+    entry (from an ESP webhook) whose metadata carries the delivery id; a stored
+    ESP event (DeliveryEvent) for the delivery.
     """
     found = {pk: message_id for pk, _, message_id in rows if message_id}
     wanted = [str(pk) for pk, _, _ in rows if pk not in found]
@@ -70,6 +71,23 @@ def _evidence(rows: list[tuple[int, int, str]]) -> dict[int, str]:
         found.setdefault(int(headers["X-Amends-Delivery"]), message_id)
     for metadata, message_id in sendlog.values_list("metadata", "message_id"):
         found.setdefault(int(metadata["delivery_id"]), message_id)
+    # A stored ESP event (campaigns/tracking) saying the ESP took it, applied or not yet.
+    from django.db.models import Q
+
+    from campaigns.models import DeliveryEvent
+
+    events = DeliveryEvent.objects.filter(
+        Q(delivery_id__in=[int(pk) for pk in wanted]) | Q(metadata__delivery_id__in=wanted),
+        event_type__in=("sent", "delivered", "deferred", "bounced", "complained", "opened"),
+    )
+    if since is not None:
+        events = events.filter(received_at__gte=since - timedelta(hours=1))
+    for delivery_id, metadata, message_id in events.values_list(
+        "delivery_id", "metadata", "message_id"
+    ):
+        pk = delivery_id or int(metadata["delivery_id"])
+        if str(pk) in wanted:
+            found.setdefault(pk, message_id)
     return found
 
 
