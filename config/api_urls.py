@@ -4,6 +4,7 @@ from django.urls import path, re_path
 
 from campaigns.api import campaigns, messages, suppressions, versions
 from incidents.api import audience, sendlog
+from incidents.api import contact, contact_reports
 from incidents.api import incidents as api
 
 INCIDENT = "incidents/<str:reference>/"
@@ -146,6 +147,50 @@ urlpatterns = [
         "deliveries/<int:pk>/resolve/",
         campaigns.DeliveryResolveApi.as_view(),
         name="api-delivery-resolve",
+    ),
+    # --- Contact: dashboard, completion gate, follow-up, reconciliation ---------------
+    path(f"{INCIDENT}dashboard/", contact_reports.DashboardApi.as_view(), name="api-dashboard"),
+    path(
+        f"{INCIDENT}completion/", contact_reports.CompletionApi.as_view(), name="api-completion"
+    ),
+    path(
+        f"{INCIDENT}unconfirmed/", contact_reports.UnconfirmedApi.as_view(), name="api-unconfirmed"
+    ),
+    path(
+        f"{INCIDENT}contact/people/",
+        contact.ContactPeopleApi.as_view(),
+        name="api-contact-people",
+    ),
+    path(
+        f"{INCIDENT}contact/people/<int:pk>/",
+        contact.ContactPersonApi.as_view(),
+        name="api-contact-person",
+    ),
+    path(
+        f"{INCIDENT}contact/people/<int:pk>/record/",
+        contact.ContactRecordApi.as_view(),
+        name="api-contact-record",
+    ),
+    path(
+        f"{INCIDENT}contact/people/<int:pk>/unreachable/",
+        contact.ContactUnreachableApi.as_view(),
+        name="api-contact-unreachable",
+    ),
+    path(
+        f"{INCIDENT}contact/people/<int:pk>/waive/",
+        contact.ContactWaiveApi.as_view(),
+        name="api-contact-waive",
+    ),
+    path(
+        f"{INCIDENT}contact/people/<int:pk>/assign/",
+        contact.ContactAssignApi.as_view(),
+        name="api-contact-assign",
+    ),
+    path(f"{INCIDENT}contact/bulk/", contact.ContactBulkApi.as_view(), name="api-contact-bulk"),
+    path(
+        f"{INCIDENT}contact/bulk-waive/",
+        contact.ContactBulkWaiveApi.as_view(),
+        name="api-contact-bulk-waive",
     ),
     # --- Schema and docs ----------------------------------------------------------
     path("schema/", api.SchemaApi.as_view(), name="api-schema"),

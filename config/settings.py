@@ -453,3 +453,15 @@ CACHES = {
 # Bearer tokens Prometheus scrapes /metrics with (comma-separated while rotating).
 # Without one, only a logged-in user with incidents.view_metrics (Admin) can read it.
 METRICS_TOKENS = [t.strip() for t in envsecret("METRICS_TOKEN").split(",") if t.strip()]
+
+# --- Contact and follow-up ---
+# See docs/contact.md. A delivery still `sent` (no delivered, bounce or other ESP event)
+# this long after it was handed to the ESP is "unconfirmed": listed, exported, counted.
+RECONCILE_UNCONFIRMED_AFTER_MINUTES = envint("RECONCILE_UNCONFIRMED_AFTER_MINUTES", default=60)
+# The incident dashboard reads a per-incident snapshot of its counts; an older one is
+# refreshed (inline up to DASHBOARD_INLINE_MAX_PEOPLE people, else by a queued job).
+DASHBOARD_SNAPSHOT_MAX_AGE_SECONDS = envint("DASHBOARD_SNAPSHOT_MAX_AGE_SECONDS", default=5)
+DASHBOARD_INLINE_MAX_PEOPLE = envint("DASHBOARD_INLINE_MAX_PEOPLE", default=20_000)
+DASHBOARD_POLL_SECONDS = envint("DASHBOARD_POLL_SECONDS", default=5)
+# People one bulk action (assign, record, waive) may change at once.
+CONTACT_BULK_MAX = envint("CONTACT_BULK_MAX", default=10_000)

@@ -80,6 +80,13 @@ _SERVICE_CODES = {
     "not_latest": Conflict,
     "stale_version": Conflict,
     "unchanged": Conflict,
+    # Contact tracking (incidents/services/contact.py and the completion gate).
+    "contact_incomplete": Conflict,
+    "illegal_contact_transition": Conflict,
+    "contact_done": Conflict,
+    "person_removed": Conflict,
+    "waive_not_allowed": exceptions.PermissionDenied,
+    "too_many": exceptions.ParseError,  # a 400 that keeps its own code
 }
 
 
@@ -90,7 +97,10 @@ def _from_django(exc: DjangoValidationError) -> exceptions.APIException:
         return Conflict(" ".join(exc.messages), code="illegal_transition")
     code = getattr(exc, "code", None)
     if not hasattr(exc, "error_dict") and code in _SERVICE_CODES:
-        return _SERVICE_CODES[code](" ".join(exc.messages), code=code)
+        api_exc = _SERVICE_CODES[code](" ".join(exc.messages), code=code)
+        # What a client needs to act on the refusal (the completion gate's counts).
+        api_exc.details = (getattr(exc, "params", None) or {}).get("blocking")
+        return api_exc
     if hasattr(exc, "error_dict"):
         return exceptions.ValidationError(exc.message_dict)
     return exceptions.ValidationError({NON_FIELD: exc.messages})
@@ -131,6 +141,8 @@ def exception_handler(exc, context):
         code = codes if isinstance(codes, str) else exc.default_code
         body["code"] = _CODES.get(code, code)
         body["message"] = str(exc.detail)
+        if getattr(exc, "details", None):
+            body["details"] = exc.details
     response.data = {"error": body}
     return response
 
@@ -141,6 +153,11 @@ class ErrorDetailSerializer(serializers.Serializer):
     message = serializers.CharField()
     fields = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()), required=False
+    )
+    details = serializers.DictField(
+        child=serializers.IntegerField(),
+        required=False,
+        help_text="contact_incomplete only: the people blocking, per contact status.",
     )
 
 

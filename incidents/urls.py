@@ -1,6 +1,6 @@
 from django.urls import path
 
-from incidents import views, views_audience, views_sendlog
+from incidents import views, views_audience, views_contact, views_dashboard, views_sendlog
 
 app_name = "incidents"
 
@@ -43,6 +43,38 @@ urlpatterns = [
         f"{_incident}/audience/people/<int:person_id>/remove/",
         views_audience.person_remove,
         name="person-remove",
+    ),
+    # --- Contact: dashboard, follow-up queue, one person's contact, reconciliation ---
+    path(f"{_incident}/dashboard/", views_dashboard.dashboard, name="dashboard"),
+    path(f"{_incident}/dashboard/live/", views_dashboard.dashboard_live, name="dashboard-live"),
+    path(f"{_incident}/unconfirmed/", views_dashboard.unconfirmed, name="unconfirmed"),
+    path(f"{_incident}/unconfirmed.csv", views_dashboard.unconfirmed_csv, name="unconfirmed-csv"),
+    path(f"{_incident}/follow-up/", views_contact.followup, name="followup"),
+    path(f"{_incident}/follow-up/bulk/", views_contact.followup_bulk, name="followup-bulk"),
+    path(
+        f"{_incident}/contact/<int:person_id>/",
+        views_contact.contact_person,
+        name="contact-person",
+    ),
+    path(
+        f"{_incident}/contact/<int:person_id>/record/",
+        views_contact.contact_record,
+        name="contact-record",
+    ),
+    path(
+        f"{_incident}/contact/<int:person_id>/unreachable/",
+        views_contact.contact_unreachable,
+        name="contact-unreachable",
+    ),
+    path(
+        f"{_incident}/contact/<int:person_id>/waive/",
+        views_contact.contact_waive,
+        name="contact-waive",
+    ),
+    path(
+        f"{_incident}/contact/<int:person_id>/assign/",
+        views_contact.contact_assign,
+        name="contact-assign",
     ),
     # --- Send log imports ---
     path("sendlog/imports/", views_sendlog.sendlog_imports, name="sendlog-imports"),

@@ -223,6 +223,50 @@ MATRIX: dict[str, dict[str, dict[str, int]]] = {
     "api-campaign-top-up": {"POST": row(401, 409, 403, 403, 409)},
     "api-campaign-deliveries": {"GET": API_READ_ALL},
     "api-delivery-resolve": {"POST": row(401, 400, 403, 403, 400)},
+    # --- Contact: dashboard, follow-up, reconciliation (issue 6, the human side) ----
+    # The fixture: one pending person in the default segment, no deliveries. Everyone
+    # reads (auditors too); Support (record_contact) records, marks unreachable and
+    # assigns; Comms (waive_contact) waives; the Admin does both. Empty UI posts: a form
+    # with errors (200) or a redirect back with a message (302): "unreachable" marks the
+    # person (Support), then "already unreachable" (Admin). Empty API posts: 415 (JSON
+    # only) once the role may write.
+    "incidents:dashboard": {"GET": READ_ALL},
+    "incidents:dashboard-live": {"GET": READ_ALL},
+    "incidents:unconfirmed": {"GET": READ_ALL},
+    "incidents:unconfirmed-csv": {"GET": READ_ALL},
+    "incidents:followup": {"GET": READ_ALL},
+    "incidents:followup-bulk": {
+        "GET": row(302, 405, 405, 405, 405),
+        "POST": row(302, 302, 302, 403, 302),
+    },
+    "incidents:contact-person": {"GET": READ_ALL},
+    "incidents:contact-record": {
+        "GET": row(302, 405, 405, 405, 405),
+        "POST": row(302, 200, 403, 403, 200),
+    },
+    "incidents:contact-unreachable": {
+        "GET": row(302, 405, 405, 405, 405),
+        "POST": row(302, 302, 403, 403, 302),
+    },
+    "incidents:contact-waive": {
+        "GET": row(302, 405, 405, 405, 405),
+        "POST": row(302, 403, 200, 403, 200),
+    },
+    "incidents:contact-assign": {
+        "GET": row(302, 405, 405, 405, 405),
+        "POST": row(302, 302, 403, 403, 302),
+    },
+    "api-dashboard": {"GET": API_READ_ALL},
+    "api-completion": {"GET": API_READ_ALL},
+    "api-unconfirmed": {"GET": API_READ_ALL},
+    "api-contact-people": {"GET": API_READ_ALL},
+    "api-contact-person": {"GET": API_READ_ALL},
+    "api-contact-record": {"POST": row(401, 415, 403, 403, 415)},
+    "api-contact-unreachable": {"POST": row(401, 415, 403, 403, 415)},
+    "api-contact-waive": {"POST": row(401, 403, 415, 403, 415)},
+    "api-contact-assign": {"POST": row(401, 415, 403, 403, 415)},
+    "api-contact-bulk": {"POST": row(401, 415, 403, 403, 415)},
+    "api-contact-bulk-waive": {"POST": row(401, 403, 415, 403, 415)},
     "api-schema": {"GET": API_READ_ALL},
     "api-docs": {"GET": row(302, 200, 200, 200, 200)},
     "api-not-found": {"GET": row(404, 404, 404, 404, 404)},

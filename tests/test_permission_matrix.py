@@ -60,7 +60,45 @@ def _url(name: str, incident) -> str:
     kwargs.update(_messages_ui_kwargs(name, incident))
     kwargs.update(_sending_api_kwargs(name, incident))
     kwargs.update(_sending_ui_kwargs(name, incident))
+    kwargs.update(_contact_kwargs(name, incident))
     return reverse(name, kwargs=kwargs or None)
+
+
+_CONTACT_ON_INCIDENT = (
+    "incidents:dashboard",
+    "incidents:unconfirmed",
+    "incidents:followup",
+    "incidents:contact-",
+    "api-dashboard",
+    "api-completion",
+    "api-unconfirmed",
+    "api-contact-",
+)
+
+
+def _contact_kwargs(name: str, incident) -> dict:
+    """For the contact pages and API: one pending person, made without audit entries."""
+    from incidents.models import AffectedPerson, Segment
+
+    if not name.startswith(_CONTACT_ON_INCIDENT):
+        return {}
+    kwargs = {"reference": incident.reference}
+    if name.startswith("incidents:contact-"):
+        key = "person_id"
+    elif name.startswith("api-contact-") and "bulk" not in name and name != "api-contact-people":
+        key = "pk"
+    else:
+        return kwargs
+    everyone, _ = Segment.objects.get_or_create(
+        incident=incident, is_default=True, defaults={"name": "Everyone else"}
+    )
+    person = AffectedPerson.objects.create(
+        incident=incident,
+        address="p@example.com",
+        original_address="p@example.com",
+        segment=everyone,
+    )
+    return kwargs | {key: person.pk}
 
 
 # Audience UI routes that take the incident's reference, and the object ids some take.

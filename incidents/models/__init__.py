@@ -1,6 +1,7 @@
 from incidents.models.audience import AffectedPerson, AudienceQuery, Segment
 from incidents.models.audit import AuditEntry
 from incidents.models.contact import ContactMethod, ContactRecord, ContactStatus
+from incidents.models.dashboard import ContactSnapshot
 from incidents.models.export import EvidenceExport
 from incidents.models.incident import IllegalTransition, Incident, ReferenceCounter, TimelineEntry
 from incidents.models.sendlog import SendLogEntry, SendLogImport
@@ -11,6 +12,7 @@ __all__ = [
     "AuditEntry",
     "ContactMethod",
     "ContactRecord",
+    "ContactSnapshot",
     "ContactStatus",
     "EvidenceExport",
     "IllegalTransition",

@@ -61,3 +61,22 @@ __all__ += [
     "sendlog_prune",
     "sendlog_record_event",
 ]
+
+# Contact tracking done by people (appended, as above).
+from incidents.services.contact import (  # noqa: E402
+    BulkResult,
+    contact_assign,
+    contact_bulk,
+    contact_mark_unreachable,
+    contact_record,
+    contact_waive,
+)
+
+__all__ += [
+    "BulkResult",
+    "contact_assign",
+    "contact_bulk",
+    "contact_mark_unreachable",
+    "contact_record",
+    "contact_waive",
+]

@@ -117,6 +117,8 @@ def incident_transition(
 ) -> Incident:
     # Lock the row so two people clicking at once cannot both move it.
     incident = Incident.objects.select_for_update().get(pk=incident.pk)
+    if to_status == Incident.Status.RESOLVED and incident.status != to_status:
+        _refuse_while_contact_incomplete(incident)
     previous = incident.transition_to(to_status)
     label = Incident.Status(to_status).label
     body = f"Status changed from {Incident.Status(previous).label} to {label}."
@@ -138,6 +140,28 @@ def incident_transition(
         after={"status": to_status, "note": note},
     )
     return incident
+
+
+def _refuse_while_contact_incomplete(incident: Incident) -> None:
+    """The completion gate: resolved means every active affected person is contacted or waived.
+
+    Counted exactly, here, in the transaction that holds the incident locked. The
+    refusal names each blocking status with its count; `params["blocking"]` carries
+    them for the API.
+    """
+    from django.core.exceptions import ValidationError
+
+    from incidents.selectors_contact import contact_blocking
+
+    blocking = contact_blocking(incident=incident)
+    if blocking:
+        parts = ", ".join(f"{n:,} {status}" for status, n in blocking.items())
+        raise ValidationError(
+            f"Not everyone affected has been contacted or waived: {parts}. "
+            "Contact them, record how they were reached, or waive them with a reason.",
+            code="contact_incomplete",
+            params={"blocking": blocking},
+        )
 
 
 @transaction.atomic
