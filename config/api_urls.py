@@ -3,7 +3,7 @@
 from django.urls import path, re_path
 
 from campaigns.api import campaigns, messages, suppressions, versions
-from incidents.api import audience, sendlog
+from incidents.api import audience, export, sendlog
 from incidents.api import contact, contact_reports
 from incidents.api import incidents as api
 
@@ -191,6 +191,14 @@ urlpatterns = [
         f"{INCIDENT}contact/bulk-waive/",
         contact.ContactBulkWaiveApi.as_view(),
         name="api-contact-bulk-waive",
+    ),
+    # --- Evidence packs: request, poll, download -------------------------------------
+    path(f"{INCIDENT}exports/", export.ExportListApi.as_view(), name="api-export-list"),
+    path("exports/<int:pk>/", export.ExportDetailApi.as_view(), name="api-export-detail"),
+    path(
+        "exports/<int:pk>/download/",
+        export.ExportDownloadApi.as_view(),
+        name="api-export-download",
     ),
     # --- Schema and docs ----------------------------------------------------------
     path("schema/", api.SchemaApi.as_view(), name="api-schema"),

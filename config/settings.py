@@ -465,3 +465,16 @@ DASHBOARD_INLINE_MAX_PEOPLE = envint("DASHBOARD_INLINE_MAX_PEOPLE", default=20_0
 DASHBOARD_POLL_SECONDS = envint("DASHBOARD_POLL_SECONDS", default=5)
 # People one bulk action (assign, record, waive) may change at once.
 CONTACT_BULK_MAX = envint("CONTACT_BULK_MAX", default=10_000)
+
+# --- Evidence export ---
+# Where evidence packs are written (one directory per export, plus its zip). Keep it
+# off the web server's static paths: packs are served only through the download views.
+EXPORT_ROOT = Path(os.environ.get("EXPORT_ROOT", VAR_DIR / "exports"))
+# Days a pack can be downloaded; expire_exports then deletes its files.
+EXPORT_TTL_DAYS = envint("EXPORT_TTL_DAYS", default=7)
+# Affected people per ledger chunk: the unit of progress and of the database's memory.
+EXPORT_CHUNK_PEOPLE = envint("EXPORT_CHUNK_PEOPLE", default=100_000)
+# Seconds an export job may run on a worker (about 5 s per million people for the ledger).
+EXPORT_JOB_TIMEOUT = envint("EXPORT_JOB_TIMEOUT", default=3600)
+# The printable report lists at most this many timeline entries; the CSV/JSONL has them all.
+EXPORT_REPORT_MAX_TIMELINE = envint("EXPORT_REPORT_MAX_TIMELINE", default=2000)

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from incidents import views, views_audience, views_contact, views_dashboard, views_sendlog
 
@@ -93,4 +93,6 @@ urlpatterns = [
         views_sendlog.sendlog_import_errors,
         name="sendlog-import-errors",
     ),
+    # --- Evidence packs (incidents/urls_export.py) ---
+    path("", include("incidents.urls_export")),
 ]

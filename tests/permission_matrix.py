@@ -270,6 +270,21 @@ MATRIX: dict[str, dict[str, dict[str, int]]] = {
     "api-schema": {"GET": API_READ_ALL},
     "api-docs": {"GET": row(302, 200, 200, 200, 200)},
     "api-not-found": {"GET": row(404, 404, 404, 404, 404)},
+    # --- Evidence packs (incidents/views_export.py, incidents/api/export.py) ------
+    # Auditors and admins export (pseudonymised); Support and Comms do not. The
+    # fixture: a finished pseudonymised pack whose files are gone, so its download
+    # is a 404 for those who may download. Empty posts: the form's errors (200),
+    # or the API's missing format (400). A pack with addresses needs export_pii
+    # (tests/test_export_views.py).
+    "incidents:evidence": {
+        "GET": row(302, 403, 403, 200, 200),
+        "POST": row(302, 403, 403, 200, 200),
+    },
+    "incidents:evidence-export": {"GET": row(302, 403, 403, 200, 200)},
+    "incidents:evidence-download": {"GET": row(302, 403, 403, 404, 404)},
+    "api-export-list": {"GET": row(401, 403, 403, 200, 200), "POST": row(401, 403, 403, 400, 400)},
+    "api-export-detail": {"GET": row(401, 403, 403, 200, 200)},
+    "api-export-download": {"GET": row(401, 403, 403, 404, 404)},
     # --- Accounts and operations -------------------------------------------
     "login": {"GET": row(200, 302, 302, 302, 302)},
     "logout": {"GET": row(302, 405, 405, 405, 405), "POST": row(302, 302, 302, 302, 302)},

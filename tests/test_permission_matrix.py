@@ -60,6 +60,7 @@ def _url(name: str, incident) -> str:
     kwargs.update(_messages_ui_kwargs(name, incident))
     kwargs.update(_sending_api_kwargs(name, incident))
     kwargs.update(_sending_ui_kwargs(name, incident))
+    kwargs.update(_export_kwargs(name, incident))
     kwargs.update(_contact_kwargs(name, incident))
     return reverse(name, kwargs=kwargs or None)
 
@@ -308,6 +309,30 @@ def _sending_api_kwargs(name: str, incident) -> dict:
     return {"pk": delivery.pk if name.startswith("api-delivery-") else campaign.pk}
 
 
+def _export_kwargs(name: str, incident) -> dict:
+    """For the evidence pages: a finished pseudonymised pack (its files never written),
+    made without audit entries."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from incidents.models import EvidenceExport
+
+    if name in ("incidents:evidence", "api-export-list"):
+        return {"reference": incident.reference}
+    if not name.startswith(("incidents:evidence-", "api-export-")):
+        return {}
+    export = EvidenceExport.objects.create(
+        incident=incident,
+        format="csv",
+        status="done",
+        expires_at=timezone.now() + timedelta(days=1),
+    )
+    if name.startswith("api-"):
+        return {"pk": export.pk}
+    return {"reference": incident.reference, "export_id": export.pk}
+
+
 CASES = [(name, method) for name, methods in MATRIX.items() for method in methods]
 
 
@@ -336,6 +361,8 @@ WRITE_CASES = [(n, m) for n, m in CASES if m in ("POST", "PATCH", "PUT", "DELETE
 def test_an_auditor_cannot_change_anything(client, auditor_abe, incident, name, method):
     if name in ("login", "logout", "api-token"):
         pytest.skip("signing in and out is not a change to the incident data")
+    if name in ("incidents:evidence", "api-export-list"):
+        pytest.skip("an auditor may request an evidence pack: audited, it changes no data")
     if name == "api-audience-preview":
         pytest.skip("a POST that changes nothing; tests/test_api_audience.py checks that")
     from incidents.models import AuditEntry, TimelineEntry
