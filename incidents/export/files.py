@@ -71,12 +71,16 @@ def dumps(value) -> str:
 
 
 class CsvWriter:
-    """Rows of plain values to a spreadsheet-safe CSV (UTF-8, \\n line ends)."""
+    """Rows of plain values to a spreadsheet-safe CSV (UTF-8, RFC 4180's CRLF line ends).
 
-    def __init__(self, out: HashedFile, header: Sequence[str]):
+    CRLF, not \\n: the csv module quotes a cell only for the characters of its
+    line terminator, and a cell holding a lone CR must be quoted too.
+    """
+
+    def __init__(self, out: HashedFile, header: Sequence[str], *, lineterminator: str = "\r\n"):
         self.out = out
         self._text = io.StringIO()
-        self._csv = csv.writer(self._text, lineterminator="\n")
+        self._csv = csv.writer(self._text, lineterminator=lineterminator)
         self._csv.writerow(header)
         self._drain()
 

@@ -446,7 +446,8 @@ def write_ledger(
     """Write the ledger to `out` in `fmt` (csv or jsonl). Returns the number of people."""
     if connection.vendor == "postgresql":
         if fmt == "csv":
-            CsvWriter(out, header(pii=pii))  # the header line; COPY writes the rows
+            # The header line; COPY writes the rows, with PostgreSQL's \n line ends.
+            CsvWriter(out, header(pii=pii), lineterminator="\n")
         rows = _write_postgres(incident, out, pii=pii, fmt=fmt, on_chunk=on_progress)
         out.rows += rows
         return rows
