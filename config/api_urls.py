@@ -5,6 +5,7 @@ from django.urls import path, re_path
 from campaigns.api import campaigns, messages, suppressions, versions
 from incidents.api import audience, export, sendlog
 from incidents.api import contact, contact_reports
+from incidents.api import contact, contact_bulk, contact_reports
 from incidents.api import incidents as api
 
 INCIDENT = "incidents/<str:reference>/"

@@ -58,10 +58,13 @@ class FollowUpFilterForm(forms.Form):
         }
 
 
-def _note(label: str, *, required: bool = False, help_text: str = "") -> forms.CharField:
+def _note(
+    label: str, *, required: bool = False, help_text: str = "", missing: str = ""
+) -> forms.CharField:
     return forms.CharField(
         label=label,
         required=required,
+        error_messages={"required": missing} if missing else None,
         max_length=NOTE_MAX,
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text=help_text,
@@ -85,6 +88,7 @@ class WaiveForm(forms.Form):
         "Why does this person not need to be contacted?",
         required=True,
         help_text="Kept in the ledger and the audit trail, such as “Account closed in 2019”.",
+        missing="Say why this person does not need to be contacted.",
     )
 
     def clean_reason(self):

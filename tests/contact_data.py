@@ -46,14 +46,16 @@ def campaign(incident, segment, author) -> Campaign:
 def delivery(camp: Campaign, person, status: str, *, sent_minutes_ago: int = 0, **fields):
     sent_at = timezone.now() - timedelta(minutes=sent_minutes_ago)
     accepted = status not in ("queued", "sending", "failed", "suppressed", "cancelled")
+    values = {
+        "address": person.address,
+        "locale": person.locale,
+        "sent_at": sent_at if accepted else None,
+        "esp_message_id": f"esp-{person.pk}" if accepted else "",
+    }
     return Delivery.objects.create(
         campaign=camp,
         incident_id=camp.incident_id,
         person=person,
-        address=person.address,
-        locale=person.locale,
         status=status,
-        sent_at=sent_at if accepted else None,
-        esp_message_id=f"esp-{person.pk}" if accepted else "",
-        **fields,
+        **(values | fields),
     )
