@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 
+from campaigns import metrics, views_verify
 from incidents import health
 
 urlpatterns = [
@@ -18,4 +19,8 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", health.healthz, name="healthz"),
     path("webhooks/", include("campaigns.webhook_urls")),
+    # Public: customers check an apology's code (no login, rate-limited).
+    path("verify/", views_verify.verify, name="verify"),
+    # Prometheus: a bearer token (METRICS_TOKEN) or incidents.view_metrics.
+    path("metrics", metrics.metrics_view, name="metrics"),
 ]

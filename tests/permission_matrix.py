@@ -289,6 +289,13 @@ MATRIX: dict[str, dict[str, dict[str, int]]] = {
     "login": {"GET": row(200, 302, 302, 302, 302)},
     "logout": {"GET": row(302, 405, 405, 405, 405), "POST": row(302, 302, 302, 302, 302)},
     "healthz": {"GET": row(200, 200, 200, 200, 200)},
+    # --- Verification page and metrics (issue 6, items 7 and 8) -------------------
+    # Customers check an apology's code without an account; an empty post is the form
+    # with its error (200) and changes nothing (tests/test_verify.py).
+    "verify": {"GET": row(200, 200, 200, 200, 200), "POST": row(200, 200, 200, 200, 200)},
+    # Prometheus sends METRICS_TOKEN as a bearer token; of the roles only the Admin
+    # (incidents.view_metrics). No credentials: 401; a role without it: 403.
+    "metrics": {"GET": row(401, 403, 403, 403, 200)},
     # --- Back office: the Admin role only ------------------------------------
     "admin:index": {"GET": row(302, 302, 302, 302, 200)},
     "admin:incidents_incident_changelist": {"GET": row(302, 302, 302, 302, 200)},
