@@ -80,6 +80,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "incidents.verify_audit",
         "incidents.view_timelineentry",
         "incidents.view_referencecounter",
+        # The operator metrics at /metrics (Prometheus itself uses METRICS_TOKEN).
+        "incidents.view_metrics",
         *_AUDIENCE,
         "campaigns.delete_suppression",
         *_DRAFT,

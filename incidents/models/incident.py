@@ -83,6 +83,8 @@ class Incident(models.Model):
         permissions = [
             ("transition_incident", "Can change an incident's status"),
             ("add_note", "Can add a note to an incident's timeline"),
+            # Not about one incident: the operator metrics at /metrics (campaigns/metrics.py).
+            ("view_metrics", "Can read the operator metrics (/metrics)"),
         ]
         constraints = [
             models.CheckConstraint(
