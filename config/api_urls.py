@@ -3,9 +3,7 @@
 from django.urls import path, re_path
 
 from campaigns.api import campaigns, messages, suppressions, versions
-from incidents.api import audience, export, sendlog
-from incidents.api import contact, contact_reports
-from incidents.api import contact, contact_bulk, contact_reports
+from incidents.api import audience, contact, contact_bulk, contact_reports, export, sendlog
 from incidents.api import incidents as api
 
 INCIDENT = "incidents/<str:reference>/"
@@ -151,9 +149,7 @@ urlpatterns = [
     ),
     # --- Contact: dashboard, completion gate, follow-up, reconciliation ---------------
     path(f"{INCIDENT}dashboard/", contact_reports.DashboardApi.as_view(), name="api-dashboard"),
-    path(
-        f"{INCIDENT}completion/", contact_reports.CompletionApi.as_view(), name="api-completion"
-    ),
+    path(f"{INCIDENT}completion/", contact_reports.CompletionApi.as_view(), name="api-completion"),
     path(
         f"{INCIDENT}unconfirmed/", contact_reports.UnconfirmedApi.as_view(), name="api-unconfirmed"
     ),
@@ -187,10 +183,14 @@ urlpatterns = [
         contact.ContactAssignApi.as_view(),
         name="api-contact-assign",
     ),
-    path(f"{INCIDENT}contact/bulk/", contact.ContactBulkApi.as_view(), name="api-contact-bulk"),
+    path(
+        f"{INCIDENT}contact/bulk/",
+        contact_bulk.ContactBulkApi.as_view(),
+        name="api-contact-bulk",
+    ),
     path(
         f"{INCIDENT}contact/bulk-waive/",
-        contact.ContactBulkWaiveApi.as_view(),
+        contact_bulk.ContactBulkWaiveApi.as_view(),
         name="api-contact-bulk-waive",
     ),
     # --- Evidence packs: request, poll, download -------------------------------------
