@@ -96,7 +96,8 @@ def followup(request: HttpRequest, reference: str) -> HttpResponse:
         "status_label": ContactStatus(criteria["status"]).label if criteria["status"] else "",
         "page": page,
         "people": page.rows,
-        "matches": capped_count(qs, COUNT_CAP),
+        # Counted without the per-row delivery look-ups (kept only when a reason filters).
+        "matches": capped_count(qs.values("pk"), COUNT_CAP),
         "count_cap": COUNT_CAP,
         "query": urlencode(query),
         "can_act": _can_act(request.user),

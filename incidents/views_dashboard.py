@@ -17,7 +17,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 
 from incidents import selectors_contact as selectors
-from incidents.access import get_incident_for
+from incidents.access import get_incident_for, require
 from incidents.dashboard import dashboard_for
 from incidents.dashboard_chart import chart
 from incidents.models import Incident
@@ -119,6 +119,7 @@ def dashboard_live(request: HttpRequest, reference: str) -> HttpResponse:
 def unconfirmed(request: HttpRequest, reference: str) -> HttpResponse:
     """Permission: campaigns.view_delivery. Sent, and no ESP word since the window."""
     incident = get_incident_for(request.user, reference, DELIVERY_VIEW_PERM)
+    require(request.user, VIEW_PERM)  # the list shows addresses
     qs = selectors.unconfirmed_deliveries(incident=incident)
     page = keyset_page(qs, request.GET, size=PAGE_SIZE)
     ctx = {
@@ -193,6 +194,7 @@ def unconfirmed_rows(incident: Incident):
 def unconfirmed_csv(request: HttpRequest, reference: str) -> StreamingHttpResponse:
     """Permission: campaigns.view_delivery. Every unconfirmed delivery, streamed as CSV."""
     incident = get_incident_for(request.user, reference, DELIVERY_VIEW_PERM)
+    require(request.user, VIEW_PERM)
     stamp = timezone.now().strftime("%Y%m%dT%H%MZ")
     response = StreamingHttpResponse(
         unconfirmed_rows(incident), content_type="text/csv; charset=utf-8"
