@@ -4,10 +4,12 @@ Nothing is counted in process memory: each value is read from PostgreSQL or
 Redis when Prometheus scrapes, so every web process answers alike and a restart
 loses nothing. Each read is bounded by an index:
 
-- deliveries per status: one grouped count (an index-only scan of
-  `delivery_campaign_status`); sent deliveries are the statuses that mean
-  "handed to and accepted by the ESP", which a delivery never leaves, so their
-  sum is a true counter;
+- deliveries per status: a grouped count over the campaigns still going (an
+  index-only scan of `delivery_campaign_status`); campaigns that finished longer
+  ago than the unconfirmed window come from the shared cache, recounted every
+  five minutes, so a scrape does not grow with history. Sent deliveries are the
+  statuses that mean "handed to and accepted by the ESP", which a delivery
+  never leaves, so their sum is a true counter;
 - unconfirmed deliveries: `sent` rows older than the window, found per
   campaign through the same index (only the rows still `sent` are read);
 - webhook events per ESP: a running count kept in the shared cache, advanced
@@ -52,6 +54,9 @@ EVENT_SETTLE_SECONDS = 30
 LAG_SAMPLE_IDS = 2000
 LAG_WINDOW = timedelta(minutes=15)
 _EVENTS_STATE_KEY = "metrics:webhook-events:v1"
+# A campaign finished longer ago than the unconfirmed window is recounted this often.
+SETTLED_TTL = 300
+_FINISHED = (Campaign.Status.COMPLETED, Campaign.Status.CANCELLED)
 
 
 def _gauge(name: str, doc: str, labels: list[str] | None = None, value=None):
@@ -67,7 +72,6 @@ class AmendsCollector:
     def collect(self):
         started = time.monotonic()
         yield from self._campaigns()
-        yield from self._deliveries()
         yield from self._events()
         yield from self._queues()
         yield _gauge(
@@ -78,30 +82,23 @@ class AmendsCollector:
 
     # --- Campaigns and deliveries ------------------------------------------------
     def _campaigns(self):
-        rows = dict(Campaign.objects.order_by().values_list("status").annotate(n=Count("id")))
+        campaigns = list(Campaign.objects.order_by().values_list("pk", "status", "finished_at"))
         family = _gauge("amends_campaigns", "Campaigns by status.", ["status"])
         for status in Campaign.Status.values:
-            family.add_metric([status], rows.get(status, 0))
+            family.add_metric([status], sum(1 for _, s, _ in campaigns if s == status))
         yield family
-
-    def _deliveries(self):
-        rows = dict(Delivery.objects.order_by().values_list("status").annotate(n=Count("id")))
+        minutes = getattr(settings, "RECONCILE_UNCONFIRMED_AFTER_MINUTES", 60)
+        counts, unconfirmed = _delivery_counts(campaigns, now=self.now, minutes=minutes)
         family = _gauge("amends_deliveries", "Deliveries by status.", ["status"])
         for status in Delivery.Status.values:
-            family.add_metric([status], rows.get(status, 0))
+            family.add_metric([status], counts.get(status, 0))
         yield family
         yield CounterMetricFamily(
             "amends_deliveries_sent",
             "Deliveries the ESP accepted, ever (sent and the ESP's later states); "
             "rate() of it is the send rate.",
-            value=sum(rows.get(status, 0) for status in ACCEPTED),
+            value=sum(counts.get(status, 0) for status in ACCEPTED),
         )
-        minutes = getattr(settings, "RECONCILE_UNCONFIRMED_AFTER_MINUTES", 60)
-        unconfirmed = Delivery.objects.filter(
-            campaign_id__in=Campaign.objects.values("pk"),
-            status=Delivery.Status.SENT,
-            sent_at__lt=self.now - timedelta(minutes=minutes),
-        ).count()
         yield _gauge(
             "amends_deliveries_unconfirmed",
             f"Deliveries still `sent` (no ESP event) {minutes} minutes after they were sent.",
@@ -177,6 +174,76 @@ class AmendsCollector:
             yield _gauge("amends_rq_workers", "rq workers registered in Redis.", value=workers)
 
 
+def _delivery_counts(campaigns, *, now, minutes: int) -> tuple[dict[str, int], int]:
+    """Deliveries per status over every campaign, and how many are unconfirmed.
+
+    Campaigns that are still going, or finished within the window, are counted
+    now through the (campaign, status) index. A campaign that finished longer ago
+    changes little (late ESP events, a human decision on an uncertain delivery):
+    its counts come from the shared cache, recounted every SETTLED_TTL seconds, so
+    a scrape does not grow with history. All of its `sent` rows were sent before
+    it finished, so they are all unconfirmed by now.
+    """
+    cutoff = now - timedelta(minutes=minutes)
+    live, settled = [], {}
+    for pk, status, finished_at in campaigns:
+        if status in _FINISHED and finished_at and finished_at < cutoff:
+            settled[f"metrics:campaign:{pk}:{finished_at.timestamp()}"] = pk
+        else:
+            live.append(pk)
+    totals: dict[str, int] = {}
+
+    def add(status, n):
+        totals[status] = totals.get(status, 0) + n
+
+    unconfirmed = 0
+    if live:
+        rows = Delivery.objects.filter(campaign_id__in=live).order_by().values_list("status")
+        for status, n in rows.annotate(n=Count("id")):
+            add(status, n)
+        unconfirmed = Delivery.objects.filter(
+            campaign_id__in=live, status=Delivery.Status.SENT, sent_at__lt=cutoff
+        ).count()
+    if settled:
+        cache = _shared_cache()
+        try:
+            cached = cache.get_many(list(settled))
+        except Exception:  # noqa: BLE001 - count them now instead
+            cached = {}
+        missing = {pk: key for key, pk in settled.items() if key not in cached}
+        if missing:
+            fresh: dict[int, dict[str, int]] = {pk: {} for pk in missing}
+            rows = (
+                Delivery.objects.filter(campaign_id__in=list(missing))
+                .order_by()
+                .values_list("campaign_id", "status")
+                .annotate(n=Count("id"))
+            )
+            for pk, status, n in rows:
+                fresh[pk][status] = n
+            new = {missing[pk]: per_status for pk, per_status in fresh.items()}
+            cached |= new
+            try:
+                cache.set_many(new, timeout=SETTLED_TTL)
+            except Exception:  # noqa: BLE001
+                log.warning("Metrics could not store campaign counts")
+        for per_status in cached.values():
+            for status, n in per_status.items():
+                add(status, n)
+            unconfirmed += per_status.get(Delivery.Status.SENT, 0)
+    return totals, unconfirmed
+
+
+def _shared_cache():
+    """The shared cache, or this process's own when it cannot be reached."""
+    cache = caches["shared"]
+    try:
+        cache.get("metrics:ping")
+    except Exception:  # noqa: BLE001 - Redis down: keep counting, per process
+        return caches["default"]
+    return cache
+
+
 def _quantile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -202,12 +269,8 @@ def _event_counts(now) -> dict[str, int]:
     at once each count from the stored watermark to their own and the later write
     wins: both answers are exact up to their watermarks, so nothing is counted twice.
     """
-    try:
-        cache = caches["shared"]
-        state = cache.get(_EVENTS_STATE_KEY)
-    except Exception:  # noqa: BLE001 - Redis down: count in this process for now
-        cache = caches["default"]
-        state = cache.get(_EVENTS_STATE_KEY)
+    cache = _shared_cache()
+    state = cache.get(_EVENTS_STATE_KEY)
     last, counts = (state["last_id"], dict(state["counts"])) if state else (0, {})
     top = DeliveryEvent.objects.aggregate(m=Max("id"))["m"] or 0
     if last > top:  # the table was emptied or restored: count it again

@@ -9,7 +9,8 @@ from django.urls import reverse
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from campaigns.models import DeliveryEvent
+from campaigns.metrics import SETTLED_TTL
+from campaigns.models import Campaign, Delivery, DeliveryEvent
 from tests.deliveries import Status, deliver, make_campaign
 
 TOKEN = "scrape-me-" + "x" * 20
@@ -231,3 +232,31 @@ def test_the_embedded_mode_has_no_queues_to_report(client, settings):
     settings.REDIS_URL = ""
     got = samples(scrape(client))
     assert not any(name.startswith(("amends_rq_", "amends_redis_")) for name, *_ in got)
+
+
+def test_a_campaign_finished_long_ago_is_counted_from_the_cache_and_all_its_sent_are_unconfirmed(
+    client, incident
+):
+    campaign = make_campaign(incident)
+    for name, status in [("a", Status.DELIVERED), ("b", Status.SENT), ("c", Status.SENT)]:
+        deliver(campaign, status=status, sent_at=NOW - timedelta(hours=5), name=name)
+    Campaign.objects.filter(pk=campaign.pk).update(
+        status=Campaign.Status.COMPLETED, finished_at=NOW - timedelta(hours=4)
+    )
+
+    with time_machine.travel(NOW, tick=False):
+        first = samples(scrape(client))
+        # A late event moves one on; the cached counts show it within SETTLED_TTL.
+        Delivery.objects.filter(address="B@Example.com").update(status=Status.DELIVERED)
+        cached = samples(scrape(client))
+    with time_machine.travel(NOW + timedelta(seconds=SETTLED_TTL + 1), tick=False):
+        later = samples(scrape(client))
+
+    delivered, unconfirmed = (
+        ("amends_deliveries", ("status", "delivered")),
+        ("amends_deliveries_unconfirmed",),
+    )
+    assert (first[delivered], first[unconfirmed]) == (1, 2)
+    assert (cached[delivered], cached[unconfirmed]) == (1, 2)
+    assert (later[delivered], later[unconfirmed]) == (2, 1)
+    assert first[("amends_deliveries_sent_total",)] == later[("amends_deliveries_sent_total",)] == 3
