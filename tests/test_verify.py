@@ -273,3 +273,60 @@ def test_the_apology_prints_the_verification_page(incident, settings):
     person = AffectedPerson(incident=incident, address="a@example.com", metadata={})
     context = render_context(person=person, incident=incident, verification_code="1A0B1C0D1E")
     assert context["verification_url"] == "https://retailer.example/verify/"
+
+
+# --- End to end ---------------------------------------------------------------------------------
+
+
+def test_the_code_in_a_sent_apology_is_genuine_on_the_page(
+    transactional_audit, settings, client, incident, support_sam, comms_cleo
+):
+    """Launched, sent through anymail's Postmark backend to the stub, then checked."""
+    from campaigns import services
+    from incidents.actors import Actor
+    from incidents.services.audience import default_segment
+    from tests.esp_stub import PostmarkStub
+    from tests.factories import freeze_people
+
+    settings.SEND_RATE_LIMIT = 1000
+    settings.SEND_REDIS_PREFIX = f"amends-test:{uuid.uuid4()}"
+    settings.VERIFICATION_URL = "https://retailer.example/verify/"
+    freeze_people(incident, support_sam, [("m1", "Ann@Example.com", "en", {"first_name": "Ann"})])
+    segment = default_segment(incident)
+    version = services.version_create(
+        by=Actor.for_user(support_sam),
+        segment=segment,
+        sender_address="care@retailer.example",
+        fallback_locale="en",
+        content={
+            "en": {
+                "subject": "We sent you an email by mistake",
+                "text": "Check this email at {{ verification_url }} with the code "
+                "{{ verification_code }}. Contact us at care@retailer.example.",
+                "html": "",
+            }
+        },
+    )
+    services.version_approve(version=version, by=Actor.for_user(comms_cleo))
+    stub = PostmarkStub().start()
+    settings.MAILERS = {"default": stub.mailer()}
+    try:
+        services.campaign_launch(version=version, segment=segment, by=Actor.for_user(support_sam))
+        if settings.REDIS_URL:
+            import django_rq
+            from rq import SimpleWorker
+
+            django_rq.get_worker("send", worker_class=SimpleWorker).work(burst=True)
+    finally:
+        stub.stop()
+
+    (request,) = stub.requests
+    text = request.payload["TextBody"]
+    assert "https://retailer.example/verify/" in text
+    code = re.search(r"with the code (\w+)\.", text).group(1)
+    assert Delivery.objects.get(verification_code=code).status == Status.SENT
+    typed = f"{code[:5].lower()} - {code[5:].lower()}"
+    response = look_up(client, typed)
+    assert "Genuine" in response.content.decode()
+    assert incident.title in response.content.decode()
+    assert "Ann" not in response.content.decode()
