@@ -53,9 +53,11 @@ def client_bucket(request: HttpRequest) -> str:
         address = ipaddress.ip_address(raw)
     except ValueError:
         return raw[:64]
-    if address.version == 6 and address.ipv4_mapped is None:
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address.ipv4_mapped or address)
+    if address.version == 4:
+        return str(address)
+    if address.ipv4_mapped is not None:  # ::ffff:203.0.113.7 is 203.0.113.7
+        return str(address.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
 
 
 def _incr(cache, key: str, window: int) -> int:

@@ -229,6 +229,16 @@ def test_ipv6_clients_are_counted_per_64(client, settings):
     assert look_up(client, "ZZZZZZZZZZ", ip=f"{prefix}:1234:5678:9abc:def0").status_code == 429
 
 
+def test_ipv4_clients_are_counted_per_address_however_written(client, settings):
+    settings.VERIFY_RATE_LIMIT = 1
+    # 10.x addresses of this test's own (counters may live in a Redis other runs share).
+    n = uuid.uuid4().int % 2**23 * 2
+    ip, neighbour = (f"10.{m >> 16 & 255}.{m >> 8 & 255}.{m & 255}" for m in (n, n + 1))
+    assert look_up(client, "ZZZZZZZZZZ", ip=ip).status_code == 200
+    assert look_up(client, "ZZZZZZZZZZ", ip=f"::ffff:{ip}").status_code == 429
+    assert look_up(client, "ZZZZZZZZZZ", ip=neighbour).status_code == 200
+
+
 def test_behind_a_proxy_the_client_is_the_address_the_proxy_saw(client, settings):
     settings.VERIFY_RATE_LIMIT = 1
     settings.AXES_IPWARE_PROXY_COUNT = 1
