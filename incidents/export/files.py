@@ -111,12 +111,12 @@ def _csv_value(value):
 
 
 def iso(value) -> str:
-    """A timestamp as UTC ISO 8601 with a Z, the same from every database."""
+    """A timestamp as UTC ISO 8601 (+00:00), as PostgreSQL's JSON renders it in the ledger."""
     if value is None:
         return ""
     from datetime import UTC
 
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(UTC).isoformat()
 
 
 class JsonlWriter:

@@ -52,7 +52,7 @@ def write_pack(
     pii: bool,
     reason: str,
     by_label: str,
-    on_progress: Callable[[int], None] = lambda rows: None,
+    on_progress: Callable[..., None] = lambda rows, busy=False: None,
 ) -> PackResult:
     """Write the pack for `incident` into `directory` (created; must be empty or new)."""
     if fmt not in FORMATS:

@@ -6,6 +6,7 @@ has not expired; `exports_expire` deletes expired files. `export_to_directory`
 is the command line's synchronous export into a directory of the operator's.
 """
 
+import logging
 import shutil
 import zipfile
 from datetime import timedelta
@@ -23,6 +24,7 @@ from incidents.models import AffectedPerson, EvidenceExport, Incident
 from incidents.queue import enqueue
 
 EXPORT_PII = "incidents.export_pii"
+log = logging.getLogger(__name__)
 
 
 def _check_request(*, fmt: str, pii: bool, reason: str, by: Actor) -> str:
@@ -110,18 +112,26 @@ def export_build(*, export: EvidenceExport, by: Actor) -> EvidenceExport:
     shutil.rmtree(directory, ignore_errors=True)  # a crashed earlier run of this job
     export_zip(export).unlink(missing_ok=True)
 
-    def progress(rows: int) -> None:
-        EvidenceExport.objects.filter(pk=export.pk).update(rows_done=rows)
+    side = _SideConnection()
 
-    result = write_pack(
-        incident=export.incident,
-        directory=directory,
-        fmt=export.format,
-        pii=export.pii,
-        reason=export.reason,
-        by_label=by.label,
-        on_progress=progress,
-    )
+    def progress(rows: int, busy: bool = False) -> None:
+        if busy:  # this connection is streaming a COPY: tell the row through another
+            side.update(export.pk, rows)
+        else:
+            EvidenceExport.objects.filter(pk=export.pk).update(rows_done=rows)
+
+    try:
+        result = write_pack(
+            incident=export.incident,
+            directory=directory,
+            fmt=export.format,
+            pii=export.pii,
+            reason=export.reason,
+            by_label=by.label,
+            on_progress=progress,
+        )
+    finally:
+        side.close()
     with zipfile.ZipFile(export_zip(export), "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
         for path in sorted(directory.iterdir()):
             zf.write(path, f"{directory.name}/{path.name}")
@@ -153,6 +163,31 @@ def export_build(*, export: EvidenceExport, by: Actor) -> EvidenceExport:
             after=_exported_after(result, fmt=export.format, pii=export.pii, reason=export.reason),
         )
     return export
+
+
+class _SideConnection:
+    """A second database connection, opened on first use, for progress during a COPY."""
+
+    def __init__(self):
+        self.connection = None
+
+    def update(self, export_id: int, rows: int) -> None:
+        from django.db import DatabaseError, connections
+
+        try:
+            if self.connection is None:
+                self.connection = connections.create_connection("default")
+            with self.connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {EvidenceExport._meta.db_table} SET rows_done = %s WHERE id = %s",  # noqa: S608
+                    [rows, export_id],
+                )
+        except DatabaseError:
+            log.warning("could not record the progress of evidence export %s", export_id)
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
 
 
 def export_fail(*, export_id: int, failure: str, by: Actor) -> None:
@@ -223,7 +258,7 @@ def export_to_directory(
     pii: bool = False,
     reason: str = "",
     by: Actor,
-    on_progress=lambda rows: None,
+    on_progress=lambda rows, busy=False: None,
 ) -> PackResult:
     """Write a pack straight into `directory` (the export_incident command), audited."""
     reason = _check_request(fmt=fmt, pii=pii, reason=reason, by=by)

@@ -29,7 +29,7 @@ class Command(BaseCommand):
         if pii and not reason.strip():
             raise CommandError("--pii needs --reason: say why this export needs the addresses.")
 
-        def progress(rows: int) -> None:
+        def progress(rows: int, busy: bool = False) -> None:
             if options["verbosity"] > 1:
                 self.stderr.write(f"  {rows:,} people written")
 
