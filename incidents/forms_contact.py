@@ -23,7 +23,13 @@ class FollowUpFilterForm(forms.Form):
     reason = forms.ChoiceField(
         label="Reason", required=False, choices=[("", "Any reason"), *REASONS.items()]
     )
-    locale = forms.ChoiceField(label="Locale", required=False)
+    # Free text: listing the distinct locales would read every row of a large list.
+    locale = forms.CharField(
+        label="Locale",
+        required=False,
+        max_length=16,
+        widget=forms.TextInput(attrs={"placeholder": "e.g. de", "size": 6}),
+    )
     q = forms.CharField(
         label="Search",
         required=False,
@@ -31,7 +37,7 @@ class FollowUpFilterForm(forms.Form):
         widget=forms.SearchInput(attrs={"placeholder": "Address or customer id"}),
     )
 
-    def __init__(self, *args, segments=(), assignees=(), locales=(), **kwargs):
+    def __init__(self, *args, segments=(), assignees=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["segment"].choices = [("", "Any segment")] + [(s.pk, s.name) for s in segments]
         self.fields["assignee"].choices = [
@@ -39,7 +45,6 @@ class FollowUpFilterForm(forms.Form):
             ("mine", "Me"),
             ("none", "Nobody"),
         ] + [(str(u.pk), u.get_username()) for u in assignees]
-        self.fields["locale"].choices = [("", "Any locale")] + [(lo, lo) for lo in locales]
 
     def criteria(self, *, default_status: str) -> dict:
         """Keyword arguments for selectors_contact.contact_people."""
@@ -53,7 +58,7 @@ class FollowUpFilterForm(forms.Form):
             "segment_id": data.get("segment"),
             "assignee": data.get("assignee") or "",
             "reason": data.get("reason") or "",
-            "locale": data.get("locale") or "",
+            "locale": (data.get("locale") or "").strip(),
             "search": (data.get("q") or "").strip(),
         }
 

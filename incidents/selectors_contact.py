@@ -153,18 +153,6 @@ def followup_assignees() -> QuerySet:
     )
 
 
-def locales_of(*, incident: Incident) -> list[str]:
-    """The locales on the list, for the filter (a few distinct values, even at 1M people)."""
-    rows = (
-        AffectedPerson.objects.filter(incident=incident)
-        .exclude(locale="")
-        .values_list("locale", flat=True)
-        .distinct()
-        .order_by("locale")
-    )
-    return list(rows[:100])
-
-
 # --- Completion gate ------------------------------------------------------------------
 
 
@@ -221,17 +209,25 @@ def unconfirmed_deliveries(*, incident: Incident, now: datetime | None = None):
     """Deliveries handed to the ESP longer ago than the window with no ESP event since.
 
     Their status is still `sent`: no delivered, deferred, bounce, rejection or
-    complaint arrived. Found per campaign through the (campaign, status) index.
+    complaint arrived. Without joins and with the campaign ids as literals, so a
+    page is a walk along the primary key that stops after 50 rows, even when a
+    hundred thousand are unconfirmed; `with_people` adds the people to a page.
     """
     from campaigns.models import Campaign, Delivery
 
-    campaigns = Campaign.objects.filter(incident=incident).values("pk")
-    return (
-        Delivery.objects.filter(
-            campaign_id__in=campaigns,
-            status=Delivery.Status.SENT,
-            sent_at__lt=unconfirmed_cutoff(now),
-        )
-        .select_related("person__segment", "campaign")
-        .order_by("id")
+    campaigns = list(Campaign.objects.filter(incident=incident).values_list("pk", flat=True))
+    return Delivery.objects.filter(
+        campaign_id__in=campaigns,
+        status=Delivery.Status.SENT,
+        sent_at__lt=unconfirmed_cutoff(now),
+    ).order_by("id")
+
+
+def with_people(deliveries) -> list:
+    """The same deliveries (a page or a chunk) with their person and segment, in id order."""
+    from campaigns.models import Delivery
+
+    ids = [d.pk for d in deliveries]
+    return list(
+        Delivery.objects.filter(pk__in=ids).select_related("person__segment").order_by("id")
     )

@@ -57,7 +57,6 @@ def _filters(request: HttpRequest, incident: Incident, data) -> FollowUpFilterFo
         data or None,
         segments=list(incident.segments.all()),
         assignees=list(selectors.followup_assignees()),
-        locales=selectors.locales_of(incident=incident),
     )
 
 

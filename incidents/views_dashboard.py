@@ -126,7 +126,7 @@ def unconfirmed(request: HttpRequest, reference: str) -> HttpResponse:
         "incident": incident,
         "tab": "dashboard",
         "page": page,
-        "deliveries": page.rows,
+        "deliveries": selectors.with_people(page.rows),
         "matches": capped_count(qs, COUNT_CAP),
         "count_cap": COUNT_CAP,
         "window_minutes": settings.RECONCILE_UNCONFIRMED_AFTER_MINUTES,
@@ -168,7 +168,7 @@ def unconfirmed_rows(incident: Incident):
     qs = selectors.unconfirmed_deliveries(incident=incident, now=now)
     after = 0
     while True:
-        chunk = list(qs.filter(pk__gt=after)[:CSV_CHUNK])
+        chunk = selectors.with_people(qs.filter(pk__gt=after)[:CSV_CHUNK])
         if not chunk:
             return
         for d in chunk:

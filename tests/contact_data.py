@@ -39,7 +39,7 @@ def campaign(incident, segment, author) -> Campaign:
         version=version,
         content_hash=version.content_hash,
         status=Campaign.Status.RUNNING,
-        launched_at=timezone.now(),
+        launched_at=timezone.now() - timedelta(hours=3),
     )
 
 

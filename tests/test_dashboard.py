@@ -119,3 +119,27 @@ def test_a_large_incident_is_counted_by_a_queued_job_once(
     assert len(queued) <= 1
     assert ContactSnapshot.objects.get(pk=incident.pk).refresh_requested_at is not None
     assert AffectedPerson.objects.filter(incident=incident).count() == 4
+
+
+def test_the_chart_counts_sends_and_the_esp_events_as_they_arrive(incident, support_sam):
+    from django.utils import timezone
+
+    from campaigns.models import DeliveryEvent
+
+    crowd = _scene(incident, support_sam)
+    for kind in ("delivered", "bounced", "opened"):
+        DeliveryEvent.objects.create(
+            esp="postmark",
+            event_key=f"k-{kind}",
+            event_type=kind,
+            incident_id=incident.pk,
+            received_at=timezone.now(),
+            recipient=crowd[0].address,
+        )
+    data = compute_dashboard(incident=incident)
+    assert data["events"] == {"delivered": 1, "bounced": 1, "opened": 1}
+    totals = {k: sum(b[k] for b in data["chart"]["buckets"]) for k in ("sent", "delivered")}
+    assert totals == {"sent": 3, "delivered": 1}
+    assert sum(b["failed"] for b in data["chart"]["buckets"]) == 1
+    assert sum(b["events"] for b in data["chart"]["buckets"]) == 3
+    assert len(data["chart"]["buckets"]) <= 48

@@ -201,4 +201,7 @@ class UnconfirmedApi(ApiView):
         incident = get_incident_for(request.user, reference, self.read_perm)
         require(request.user, VIEW_PEOPLE)
         deliveries = selectors.unconfirmed_deliveries(incident=incident)
-        return self.paginated_response(deliveries, UnconfirmedDeliverySerializer)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(deliveries, request, view=self)
+        rows = selectors.with_people(page)  # joined after paging: see the selector
+        return paginator.get_paginated_response(UnconfirmedDeliverySerializer(rows, many=True).data)
