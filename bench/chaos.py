@@ -125,15 +125,8 @@ def one_run(base, seed: int, redis_url: str):
     from incidents import services as incident_services
     from incidents.actors import Actor
     from incidents.roles import COMMS, SUPPORT
-    from tests.chaos import (
-        WorkerPool,
-        check,
-        database_url,
-        prepare,
-        run_chaos,
-        script_stub,
-        worker_env,
-    )
+    from tests.chaos import check, prepare, run_chaos, script_stub
+    from tests.chaos_workers import WorkerPool, database_url, worker_env
     from tests.esp_stub import PostmarkStub
 
     config = replace(base, seed=seed)

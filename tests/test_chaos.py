@@ -23,16 +23,8 @@ from django.db import connection
 from campaigns import services
 from campaigns.models import Campaign
 from incidents.actors import Actor
-from tests.chaos import (
-    ChaosConfig,
-    WorkerPool,
-    check,
-    database_url,
-    prepare,
-    run_chaos,
-    script_stub,
-    worker_env,
-)
+from tests.chaos import ChaosConfig, check, prepare, run_chaos, script_stub
+from tests.chaos_workers import WorkerPool, database_url, worker_env
 from tests.esp_stub import PostmarkStub
 
 pytestmark = [
