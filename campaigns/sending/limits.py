@@ -9,11 +9,12 @@ from django.conf import settings
 # --- The global rate limit -----------------------------------------------------------------
 
 # A token bucket per campaign, refilled at `rate` tokens/s, holding at most `capacity`.
-# Returns 0 when a token was taken, else the milliseconds to wait. A hold key (set
-# after an ESP 429) makes every worker wait until it expires.
+# Takes up to ARGV[3] tokens (at least one, else none) and returns {taken, 0}, or
+# {0, milliseconds to wait} when not even one is there. A hold key (set after an
+# ESP 429) makes every worker wait until it expires.
 _BUCKET_LUA = """
 local hold = redis.call('PTTL', KEYS[2])
-if hold > 0 then return hold end
+if hold > 0 then return {0, hold} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rate = tonumber(ARGV[1])
@@ -26,15 +27,18 @@ if tokens == nil or ts == nil then
     ts = now
 end
 tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate / 1000)
+local want = tonumber(ARGV[3])
+local taken = 0
 local wait = 0
 if tokens >= 1 then
-    tokens = tokens - 1
+    taken = math.min(want, math.floor(tokens))
+    tokens = tokens - taken
 else
     wait = math.ceil((1 - tokens) * 1000 / rate)
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(capacity * 1000 / rate) + 1000)
-return wait
+return {taken, wait}
 """
 
 
@@ -51,19 +55,25 @@ class _LocalLimiter:
         self._holds: dict[str, float] = {}
 
     def take(self, campaign_id: int, rate: int, mailer: str) -> float:
+        """One token: 0 when it was taken, else the seconds to wait."""
+        return self.take_some(campaign_id, rate, mailer, 1)[1]
+
+    def take_some(self, campaign_id: int, rate: int, mailer: str, want: int) -> tuple[int, float]:
+        """Up to `want` tokens: (how many were taken, 0), or (0, the seconds to wait)."""
         now = time.monotonic()
         with self._lock:
             held = self._holds.get(mailer, 0) - now
             if held > 0:
-                return held
+                return 0, held
             capacity = _capacity(rate)
             tokens, ts = self._buckets.get(campaign_id, (capacity, now))
             tokens = min(capacity, tokens + (now - ts) * rate)
             if tokens >= 1:
-                self._buckets[campaign_id] = (tokens - 1, now)
-                return 0
+                taken = min(want, math.floor(tokens))
+                self._buckets[campaign_id] = (tokens - taken, now)
+                return taken, 0
             self._buckets[campaign_id] = (tokens, now)
-            return (1 - tokens) / rate
+            return 0, (1 - tokens) / rate
 
     def hold(self, mailer: str, seconds: float) -> None:
         with self._lock:
@@ -85,8 +95,15 @@ class _RedisLimiter:
         return [f"{prefix}:bucket:{campaign_id}", f"{prefix}:hold:{mailer}"]
 
     def take(self, campaign_id: int, rate: int, mailer: str) -> float:
-        wait_ms = self._script(keys=self._keys(campaign_id, mailer), args=[rate, _capacity(rate)])
-        return int(wait_ms) / 1000
+        """One token: 0 when it was taken, else the seconds to wait."""
+        return self.take_some(campaign_id, rate, mailer, 1)[1]
+
+    def take_some(self, campaign_id: int, rate: int, mailer: str, want: int) -> tuple[int, float]:
+        """Up to `want` tokens in one call: (how many were taken, 0), or (0, seconds to wait)."""
+        taken, wait_ms = self._script(
+            keys=self._keys(campaign_id, mailer), args=[rate, _capacity(rate), max(1, want)]
+        )
+        return int(taken), int(wait_ms) / 1000
 
     def hold(self, mailer: str, seconds: float) -> None:
         key = self._keys(0, mailer)[1]

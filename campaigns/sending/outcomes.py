@@ -2,7 +2,9 @@
 
 import smtplib
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import partial
 
 import requests
 from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused
@@ -112,3 +114,53 @@ def classify(exc: BaseException) -> Outcome:
 def backoff(attempts: int) -> float:
     base = settings.SEND_RETRY_BASE_SECONDS * (2 ** max(0, attempts - 1))
     return min(float(settings.SEND_RETRY_MAX_SECONDS), base)
+
+
+# --- What an outcome writes -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """The write an outcome makes to its delivery: applied only while the row is `sending`.
+
+    `sent` also applies to an `uncertain` row (the sweeper gave up on it just
+    before the answer was recorded; the answer is the evidence). Columns not
+    named here keep their value; the lease always ends.
+    """
+
+    delivery_id: int
+    status: str
+    at: datetime
+    error: str = ""
+    message_id: str = ""
+    next_attempt_at: datetime | None = None
+    attempts_delta: int = 0  # -1: a 429's attempt is not counted
+    # The lease of the claim that sent it: a `sending` row is written only under that
+    # claim (None: any). A row re-claimed since is another worker's to record.
+    lease_until: datetime | None = None
+
+
+def change_for(delivery, outcome: Outcome, now: datetime) -> Change:
+    """What `outcome` of the ESP call for `delivery` (as claimed) writes to it."""
+    from campaigns.models import Delivery
+
+    status = Delivery.Status
+    kind = outcome.kind
+    attempts = delivery.attempts
+    change = partial(Change, delivery.pk, lease_until=delivery.lease_until)
+    if kind == "sent":
+        return change(status.SENT, now, message_id=outcome.message_id[:255])
+    if kind == "throttled":
+        not_before = now + timedelta(seconds=outcome.delay)
+        return change(
+            status.QUEUED, now, outcome.reason, next_attempt_at=not_before, attempts_delta=-1
+        )
+    if kind == "retry" and attempts < settings.SEND_MAX_ATTEMPTS:
+        not_before = now + timedelta(seconds=backoff(attempts))
+        return change(status.QUEUED, now, outcome.reason, next_attempt_at=not_before)
+    if kind == "retry":
+        reason = f"Gave up after {attempts} attempts: {outcome.reason}"
+        return change(status.FAILED, now, reason)
+    if kind == "failed":
+        return change(status.FAILED, now, outcome.reason)
+    return change(status.UNCERTAIN, now, outcome.reason)

@@ -1,34 +1,53 @@
 """One send job: claim chunks of an id range and send them with a pool of threads."""
 
 import logging
+import math
 import queue
 import threading
 import time
 from collections import deque
 from datetime import datetime, timedelta
-from email.utils import make_msgid
 
-from anymail.backends.base import AnymailBaseBackend
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, mailers
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import Min
 from django.utils import timezone
 
-from campaigns.mail import SandboxBackend
 from campaigns.models import Campaign, Delivery, Suppression
-from campaigns.rendering import RenderError, choose_locale, render_context, render_version
+from campaigns.rendering import RenderError
 from campaigns.sending.claims import claim, hand_over, release
 from campaigns.sending.limits import limiter
-from campaigns.sending.outcomes import Outcome, backoff, classify
+from campaigns.sending.message import Composer
+from campaigns.sending.outcomes import Outcome, change_for, classify
+from campaigns.sending.recorder import Recorder
 from campaigns.sending.sweeper import complete_if_done
-from incidents import audit
 from incidents.actors import Actor
 
 log = logging.getLogger(__name__)
 
 SENDER = Actor.system("sender")
 Status = Delivery.Status
+# What a sending thread reads of a delivery and its person (render, build, hand-over):
+# the rest of the person (every message id, contact notes) is never loaded.
+_DELIVERY_FIELDS = (
+    "id",
+    "campaign_id",
+    "status",
+    "address",
+    "locale",
+    "attempts",
+    "lease_until",
+    "handed_at",
+    "verification_code",
+    "person__id",
+    "person__address",
+    "person__locale",
+    "person__metadata",
+    "person__customer_id",
+    "person__first_sent_at",
+    "person__removed_at",
+)
 
 # --- Sending one batch ------------------------------------------------------------------------
 
@@ -92,6 +111,13 @@ class _BatchRun:
         self.auto_pause_reason = ""
         self.hold_until: datetime | None = None
         self.last_check = time.monotonic()
+        self.composer = Composer(campaign)
+        self.recorder: Recorder | None = None
+        # Rate tokens are taken from the bucket a few at a time per thread (one Redis call
+        # for several messages), never more than a thread's share of the bucket.
+        capacity = max(1, math.ceil(campaign.rate_limit / 10))
+        self.token_batch = max(1, min(16, capacity // self.concurrency))
+        self._tokens = threading.local()
 
     # -- control --
     def _count(self, kind: str, n: int = 1) -> None:
@@ -116,6 +142,21 @@ class _BatchRun:
         return True
 
     def run(self) -> None:
+        self.recorder = Recorder(
+            campaign_id=self.campaign.pk, incident=self.incident, on_failure=self._cannot_record
+        )
+        try:
+            self._run()
+        finally:
+            self.recorder.close()
+
+    def _cannot_record(self) -> None:
+        # The database is gone: stop sending what could not be recorded either.
+        with self.lock:
+            self.stop_reason = self.stop_reason or "recorder"
+        self.stop.set()
+
+    def _run(self) -> None:
         while not self.stop.is_set() and self._still_running():
             ids = claim(self.campaign.pk, self.first_id, self.last_id, self.chunk_size)
             if ids:
@@ -156,6 +197,7 @@ class _BatchRun:
         deliveries = list(
             Delivery.objects.filter(id__in=ids, status=Status.SENDING)
             .select_related("person")
+            .only(*_DELIVERY_FIELDS)
             .order_by("id")
         )
         deliveries = self._drop_unsendable(deliveries)
@@ -175,6 +217,9 @@ class _BatchRun:
             if time.monotonic() - self.last_check >= settings.SEND_CONTROL_CHECK_SECONDS:
                 self.last_check = time.monotonic()
                 self._still_running()
+        # Every answer of this chunk is committed before its rows are counted as done,
+        # released, or looked at again for the next claim.
+        self.recorder.flush()
         while not work.empty():
             unsent.append(work.get().pk)
         if unsent:
@@ -259,11 +304,16 @@ class _BatchRun:
                 connections.close_all()  # this thread's own database connection
 
     def _take_token(self) -> bool:
+        left = getattr(self._tokens, "left", 0)
+        if left > 0:
+            self._tokens.left = left - 1
+            return True
         while not self.stop.is_set():
-            wait = self.limiter.take(
-                self.campaign.pk, self.campaign.rate_limit, self.campaign.mailer
+            granted, wait = self.limiter.take_some(
+                self.campaign.pk, self.campaign.rate_limit, self.campaign.mailer, self.token_batch
             )
-            if wait <= 0:
+            if granted:
+                self._tokens.left = granted - 1
                 return True
             self.stop.wait(wait)
         return False
@@ -274,41 +324,7 @@ class _BatchRun:
         return delivery.lease_until is not None and timezone.now() + margin < delivery.lease_until
 
     def build(self, backend, delivery: Delivery) -> EmailMultiAlternatives:
-        person = delivery.person
-        locale, _ = choose_locale(
-            self.version.content, delivery.locale or person.locale, self.version.fallback_locale
-        )
-        context = render_context(
-            person=person,
-            incident=self.incident,
-            verification_code=delivery.verification_code,
-            locale=locale,
-        )
-        rendered = render_version(
-            version=self.version, person=person, locale=locale, context=context
-        )
-        reference = self.incident.reference
-        headers = {"X-Amends-Delivery": str(delivery.pk), "X-Amends-Incident": reference}
-        if not isinstance(backend, AnymailBaseBackend | SandboxBackend):
-            # SMTP and the like: our own Message-ID is the id we record.
-            headers["Message-ID"] = make_msgid(idstring=f"amends-{delivery.pk}")
-        message = EmailMultiAlternatives(
-            subject=rendered.subject,
-            body=rendered.text,
-            from_email=rendered.from_email,
-            to=[delivery.address],
-            reply_to=[rendered.reply_to] if rendered.reply_to else None,
-            headers=headers,
-        )
-        if rendered.html:
-            message.attach_alternative(rendered.html, "text/html")
-        message.tags = [reference]
-        message.metadata = {
-            "delivery_id": str(delivery.pk),
-            "incident": reference,
-            "campaign_id": str(self.campaign.pk),
-        }
-        return message
+        return self.composer.build(backend, delivery, self.composer.render(delivery))
 
     def _send_one(self, backend, delivery: Delivery) -> Outcome:
         try:
@@ -328,65 +344,17 @@ class _BatchRun:
         return Outcome("sent", message_id=message_id)
 
     def _record(self, delivery: Delivery, outcome: Outcome) -> None:
+        """Hand the answer's write to the recorder; act on what it means for the job now."""
         now = timezone.now()
-        mine = Delivery.objects.filter(pk=delivery.pk, status=Status.SENDING)
         kind = outcome.kind
-        if kind == "sent":
-            # `uncertain` too: the sweeper may have given up on this row just before.
-            Delivery.objects.filter(
-                pk=delivery.pk, status__in=[Status.SENDING, Status.UNCERTAIN]
-            ).update(
-                status=Status.SENT,
-                esp_message_id=outcome.message_id[:255],
-                sent_at=now,
-                lease_until=None,
-                next_attempt_at=None,
-                error="",
-                updated_at=now,
-            )
-        elif kind == "throttled":
-            from django.db.models import F
-
+        if kind == "throttled":
             not_before = now + timedelta(seconds=outcome.delay)
             self.limiter.hold(self.campaign.mailer, outcome.delay)
             with self.lock:
                 self.hold_until = max(self.hold_until or not_before, not_before)
                 self.stop_reason = "throttled"
             self.stop.set()  # the rest of the chunk waits too
-            mine.update(
-                status=Status.QUEUED,
-                attempts=F("attempts") - 1,
-                next_attempt_at=not_before,
-                lease_until=None,
-                error=outcome.reason,
-                updated_at=now,
-            )
-        elif kind == "retry" and delivery.attempts < settings.SEND_MAX_ATTEMPTS:
-            mine.update(
-                status=Status.QUEUED,
-                next_attempt_at=now + timedelta(seconds=backoff(delivery.attempts)),
-                lease_until=None,
-                error=outcome.reason,
-                updated_at=now,
-            )
-        elif kind in ("retry", "failed"):
-            reason = outcome.reason
-            if kind == "retry":
-                reason = f"Gave up after {delivery.attempts} attempts: {reason}"
-            mine.update(status=Status.FAILED, lease_until=None, error=reason, updated_at=now)
-        else:
-            changed = mine.update(
-                status=Status.UNCERTAIN, lease_until=None, error=outcome.reason, updated_at=now
-            )
-            if changed:
-                with transaction.atomic():
-                    audit.record(
-                        by=SENDER,
-                        action="delivery.uncertain",
-                        obj=delivery,
-                        incident=self.incident,
-                        after={"campaign": self.campaign.pk, "reason": outcome.reason},
-                    )
+        self.recorder.put(change_for(delivery, outcome, now), delivery)
         self._count(kind)
         if kind != "throttled":
             self._note(kind != "sent", outcome.reason)
