@@ -133,7 +133,6 @@ class BulkForm(forms.Form):
     ids = forms.TypedMultipleChoiceField(coerce=int, required=False)
     method = forms.ChoiceField(choices=[("", "—"), *METHOD_CHOICES], required=False)
     note = forms.CharField(required=False, max_length=NOTE_MAX)
-    matched = forms.IntegerField(required=False, min_value=0)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
