@@ -79,6 +79,40 @@ def make_evidence_incident(incident, author, approver) -> dict:
             sent_at=T0 + timedelta(minutes=1),
             error=f"550 {person.address} does not exist" if status == "bounced" else "",
         )
+    # Ben's apology bounced; he got it again, on purpose, from a "send again" campaign.
+    resend = Campaign.objects.create(
+        incident=incident,
+        segment=segment,
+        version=version,
+        content_hash=version.content_hash,
+        status="completed",
+        is_resend=True,
+        resend_reason="Bounced: corrected address on file",
+        launched_at=T0 + timedelta(hours=2),
+    )
+    again = Delivery.objects.create(
+        campaign=resend,
+        incident=incident,
+        person=b,
+        address=b.address,
+        status="delivered",
+        attempts=1,
+        resend=True,
+        esp_message_id=f"<apology-again-{b.pk}@esp>",
+        sent_at=T0 + timedelta(hours=2),
+    )
+    DeliveryEvent.objects.create(
+        esp="postmark",
+        event_key="k-again",
+        event_type="delivered",
+        message_id=again.esp_message_id,
+        recipient=b.address,
+        occurred_at=T0 + timedelta(hours=2, minutes=1),
+        delivery=again,
+        incident=incident,
+        outcome="applied",
+        raw={"Recipient": b.address},
+    )
     events = [
         (a, "delivered", 2),
         (a, "opened", 30),
@@ -175,8 +209,12 @@ def test_the_ledger_has_one_row_per_affected_person_with_every_event(evidence, t
     assert anna["identified_by"] == "query" and anna["query_id"]
     assert nested(anna["resends"]) == []
     ben = by_ref[address_ref("ben@example.org")]
-    assert ben["events"] == "bounced 2026-11-28 09:03:00+00 applied"
+    assert ben["events"] == (
+        "bounced 2026-11-28 09:03:00+00 applied; delivered 2026-11-28 11:01:00+00 applied"
+    )
     assert ben["delivery_error"] == "550 [address] does not exist"
+    [again] = nested(ben["resends"])
+    assert again["status"] == "delivered" and again["content_hash"] == version.content_hash
     dan = by_ref[address_ref("dan@example.de")]
     assert dan["contact_status"] == "waived"
     assert dan["contact_note"] == "-Customer asked not to be emailed"
