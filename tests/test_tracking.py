@@ -27,8 +27,7 @@ Status = Delivery.Status
 CONTENT = {"en": {"subject": "We are sorry", "text": "Code {{ verification_code }}", "html": ""}}
 
 
-@pytest.fixture(autouse=True)
-def webhook_settings(settings):
+def configure(settings):
     settings.ANYMAIL = {
         **settings.ANYMAIL,
         "WEBHOOK_SECRET": [SECRET, "esp:rotated-out-soon"],
@@ -39,12 +38,16 @@ def webhook_settings(settings):
     settings.DEFERRAL_RETRY = False
 
 
+@pytest.fixture(autouse=True)
+def webhook_settings(settings):
+    configure(settings)
+
+
 def auth(secret=SECRET):
     return {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(secret.encode()).decode()}
 
 
-@pytest.fixture
-def post(client, run_jobs):
+def poster(client, run_jobs):
     """post(esp, payload, **headers): one webhook request, then its apply job."""
 
     def _post(esp, payload, **headers):
@@ -57,6 +60,11 @@ def post(client, run_jobs):
             )
 
     return _post
+
+
+@pytest.fixture
+def post(client, run_jobs):
+    return poster(client, run_jobs)
 
 
 def launch_sent(incident, author, approver, count=3):

@@ -46,6 +46,10 @@ def bounce_kind(event: AnymailTrackingEvent, esp_name: str) -> str:
         return "hard" if (event.description or "").startswith("Permanent") else "soft"
     if esp == "sendgrid":
         return "soft" if str(raw.get("type", "")).lower() == "blocked" else "hard"
+    if esp == "sparkpost":
+        # Bounce classes 10 (invalid recipient), 30 (no RCPT) and 90 are permanent.
+        body = next(iter(raw.get("msys", {}).values()), {})
+        return "hard" if str(body.get("bounce_class")) in {"10", "30", "90"} else "soft"
     if esp == "sandbox":
         return raw.get("bounce", "hard")
     return "soft" if event.reject_reason in _SOFT_REASONS else "hard"

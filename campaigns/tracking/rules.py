@@ -5,7 +5,7 @@ Events arrive late, twice and out of order. A delivery's status only moves
 final thing the ESP said:
 
     queued/sending/uncertain (0) < sent (1) < deferred (2) < delivered (3)
-        < soft bounce, rejected, failed (4) < hard bounce, complaint (5)
+        < soft bounce, rejected, failed (4) < hard bounce (5) < complaint (6)
 
 - Only moves in DELIVERY_TRANSITIONS are made (suppressed and cancelled
   deliveries were never sent: events change nothing on them).
@@ -48,7 +48,7 @@ _RANK = {
     S.DELIVERED: 3,
     S.REJECTED: 4,
     S.FAILED: 4,
-    S.COMPLAINED: 5,
+    S.COMPLAINED: 6,
 }
 FINAL_FAILURES = (S.REJECTED, S.FAILED)
 
