@@ -53,8 +53,13 @@ def _error_text(error: ValidationError) -> str:
 
 
 def _filters(request: HttpRequest, incident: Incident, data) -> FollowUpFilterForm:
+    if data and "status" not in data:
+        # ?segment=3 alone is the queue of that segment: show "Unreachable" as chosen.
+        data = data.copy()
+        data["status"] = ContactStatus.UNREACHABLE
     return FollowUpFilterForm(
         data or None,
+        initial={"status": ContactStatus.UNREACHABLE},
         segments=list(incident.segments.all()),
         assignees=list(selectors.followup_assignees()),
     )
