@@ -472,8 +472,9 @@ CONTACT_BULK_MAX = envint("CONTACT_BULK_MAX", default=10_000)
 EXPORT_ROOT = Path(os.environ.get("EXPORT_ROOT", VAR_DIR / "exports"))
 # Days a pack can be downloaded; expire_exports then deletes its files.
 EXPORT_TTL_DAYS = envint("EXPORT_TTL_DAYS", default=7)
-# Affected people per ledger chunk: the unit of progress and of the database's memory.
-EXPORT_CHUNK_PEOPLE = envint("EXPORT_CHUNK_PEOPLE", default=100_000)
+# Affected people per ledger COPY (PostgreSQL). Each chunk scans the deliveries, events and
+# records of the whole incident again, so large; progress is reported within a chunk anyway.
+EXPORT_CHUNK_PEOPLE = envint("EXPORT_CHUNK_PEOPLE", default=1_000_000)
 # Seconds an export job may run on a worker (about 5 s per million people for the ledger).
 EXPORT_JOB_TIMEOUT = envint("EXPORT_JOB_TIMEOUT", default=3600)
 # The printable report lists at most this many timeline entries; the CSV/JSONL has them all.

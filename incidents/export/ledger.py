@@ -175,24 +175,31 @@ def select_sql(*, pii: bool, fmt: str) -> str:
     """The ledger's SELECT for one chunk of people (ids in [lo, hi)), as CSV cells or JSON."""
     in_chunk = "{alias}.person_id >= %(lo)s AND {alias}.person_id < %(hi)s"
     # Built from constants and column names only; every value is a parameter.
+    # Each list is aggregated from a subquery already in (person, time) order: PostgreSQL
+    # aggregates rows in the order they come, while an ORDER BY inside the aggregate makes
+    # version 15 run one sort per person (40% of the time of these lists).
     ctes = f"""
 WITH rs AS (
-  SELECT r.person_id, json_agg({_resend_json(pii)} ORDER BY r.id) AS resends
-  FROM {_T["delivery"]} r JOIN {_T["campaign"]} rc ON rc.id = r.campaign_id
-  WHERE r.incident_id = %(incident)s AND r.resend AND {in_chunk.format(alias="r")}
-  GROUP BY r.person_id
+  SELECT person_id, json_agg(item) AS resends FROM (
+    SELECT r.person_id, {_resend_json(pii)} AS item
+    FROM {_T["delivery"]} r JOIN {_T["campaign"]} rc ON rc.id = r.campaign_id
+    WHERE r.incident_id = %(incident)s AND r.resend AND {in_chunk.format(alias="r")}
+    ORDER BY r.person_id, r.id) t
+  GROUP BY person_id
 ), ev AS (
-  SELECT x.person_id, count(*) AS n,
-         string_agg({_EVENT_TEXT}, '{SEPARATOR}' ORDER BY e.occurred_at, e.id) AS events
-  FROM {_T["event"]} e JOIN {_T["delivery"]} x ON x.id = e.delivery_id
-  WHERE x.incident_id = %(incident)s AND {in_chunk.format(alias="x")}
-  GROUP BY x.person_id
+  SELECT person_id, count(*) AS n, string_agg(item, '{SEPARATOR}') AS events FROM (
+    SELECT x.person_id, {_EVENT_TEXT} AS item
+    FROM {_T["event"]} e JOIN {_T["delivery"]} x ON x.id = e.delivery_id
+    WHERE x.incident_id = %(incident)s AND {in_chunk.format(alias="x")}
+    ORDER BY x.person_id, e.occurred_at, e.id) t
+  GROUP BY person_id
 ), cr AS (
-  SELECT h.person_id,
-         string_agg({_HISTORY_TEXT}, '{SEPARATOR}' ORDER BY h.recorded_at, h.id) AS history
-  FROM {_T["record"]} h
-  WHERE h.incident_id = %(incident)s AND {in_chunk.format(alias="h")}
-  GROUP BY h.person_id
+  SELECT person_id, string_agg(item, '{SEPARATOR}') AS history FROM (
+    SELECT h.person_id, {_HISTORY_TEXT} AS item
+    FROM {_T["record"]} h
+    WHERE h.incident_id = %(incident)s AND {in_chunk.format(alias="h")}
+    ORDER BY h.person_id, h.recorded_at, h.id) t
+  GROUP BY person_id
 )"""  # noqa: S608
     cells = []
     for col in columns(pii=pii):
