@@ -200,3 +200,36 @@ def test_the_queue_filters_by_reason_locale_and_failed_pending(incident, support
     wider = contact_people(incident=incident, status="unreachable", failed_pending=True)
     assert [p.pk for p in wider] == [four[0].pk, four[1].pk, four[3].pk]
     assert not contact_people(incident=incident, status="unreachable", locale="de").exists()
+
+
+def test_two_people_recording_the_same_contact_at_once_make_one_ledger_row(
+    transactional_audit, incident, support_sam, admin_ada
+):
+    """The row lock: the second waits for the first, then finds the person contacted."""
+    import threading
+
+    from django.db import connection
+
+    [person] = people(incident, support_sam, 1)
+    start, outcomes = threading.Barrier(2), []
+
+    def record(user, method):
+        try:
+            start.wait()
+            services.contact_record(person=person, method=method, by=_by(user))
+            outcomes.append("recorded")
+        except ValidationError as exc:
+            outcomes.append(exc.code)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=record, args=(support_sam, "phone")),
+        threading.Thread(target=record, args=(admin_ada, "letter")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["recorded", "unchanged"]
+    assert ContactRecord.objects.filter(person=person).count() == 1
