@@ -207,16 +207,38 @@ def build(url: str, people: int) -> str:
 def ledger_child(url: str, reference: str, out: str) -> None:
     """Child mode: write ledger.csv only, print rows and seconds."""
     _setup_django(url)
+    from django.db import connection
+
     from incidents.export.files import HashedFile
     from incidents.export.ledger import write_ledger
     from incidents.models import Incident
 
     incident = Incident.objects.get(reference=reference)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    server_before, client_before = _cpu_seconds(backend), _own_cpu_seconds()
     started = time.perf_counter()
     target = HashedFile(Path(out))
     rows = write_ledger(incident, target, fmt="csv", pii=False)
     entry = target.close(rows=rows)
-    print(f"{rows} {time.perf_counter() - started:.3f} {entry.sha256}")
+    seconds = time.perf_counter() - started
+    server = _cpu_seconds(backend) - server_before
+    client = _own_cpu_seconds() - client_before
+    print(f"{rows} {seconds:.3f} {server:.2f} {client:.2f} {entry.sha256}")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (the PostgreSQL backend serving us), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def bare_sql(url: str, reference: str) -> str:
@@ -239,6 +261,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--people", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-pack", action="store_true", help="Skip the whole-pack command.")
     parser.add_argument("--url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument(
         "--ledger-child", nargs=2, metavar=("REFERENCE", "OUT"), help=argparse.SUPPRESS
@@ -260,30 +283,38 @@ def main(argv=None) -> None:
     print(f"incident {reference}: {args.people:,} people\n")
 
     ours, bare, packs = [], [], []
+    print(f"load before: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     for n in range(args.rounds):
         target = out_dir / "ledger.csv"
         m = run_measured(
             [PYTHON, __file__, "--url", args.url, "--ledger-child", reference, str(target)],
             env=env,
         )
-        rows, seconds, sha = m.stdout.split()
-        ours.append((int(rows), float(seconds), m.seconds, m.peak_rss_mb, target.stat().st_size))
+        rows, seconds, server_cpu, client_cpu, _sha = m.stdout.split()
+        ours.append(
+            (int(rows), float(seconds), m.seconds, m.peak_rss_mb, target.stat().st_size,
+             float(server_cpu), float(client_cpu))
+        )  # fmt: skip
         bare_file = out_dir / "bare.csv"
         started = time.monotonic()
         psql(args.url, "-c", f"\\copy ({sql}) TO '{bare_file}' WITH (FORMAT csv)")
         bare.append(time.monotonic() - started)
         pack_dir = out_dir / f"pack-{n}"
         subprocess.run(["rm", "-rf", str(pack_dir)], check=True)
-        p = run_measured(
-            [PYTHON, "manage.py", "export_incident", reference, "--format", "csv",
-             "--out", str(pack_dir)],
-            env=env,
-        )  # fmt: skip
-        packs.append((p.seconds, p.peak_rss_mb))
+        if args.no_pack:
+            packs.append((0.0, 0.0))
+        else:
+            p = run_measured(
+                [PYTHON, "manage.py", "export_incident", reference, "--format", "csv",
+                 "--out", str(pack_dir)],
+                env=env,
+            )  # fmt: skip
+            packs.append((p.seconds, p.peak_rss_mb))
+            subprocess.run(["rm", "-rf", str(pack_dir)], check=True)
         print(
             f"round {n + 1}: ledger {float(seconds):.2f} s in-process ({m.seconds:.2f} s with "
             f"start-up, {m.peak_rss_mb:.0f} MB); bare \\copy {bare[-1]:.2f} s; "
-            f"export_incident {p.seconds:.2f} s ({p.peak_rss_mb:.0f} MB)",
+            f"export_incident {packs[-1][0]:.2f} s ({packs[-1][1]:.0f} MB)",
             flush=True,
         )
     rows = ours[0][0]
@@ -294,6 +325,8 @@ def main(argv=None) -> None:
     rss = max(o[3] for o in ours)
     rss_pack = max(p[1] for p in packs)
     size = ours[0][4]
+    server_cpu = statistics.median(o[5] for o in ours)
+    client_cpu = statistics.median(o[6] for o in ours)
     print("\ncontact ledger (CSV, pseudonymised)")
     print(f"  rows                          {rows:,} ({size / 1024**2:.0f} MB)")
     print(f"  ours, ledger                  {t_ours:7.2f} s   {rows / t_ours:10,.0f} rows/s")
@@ -302,8 +335,13 @@ def main(argv=None) -> None:
     )
     print(f"  bare psql \\copy, same join    {t_bare:7.2f} s   {rows / t_bare:10,.0f} rows/s")
     print(f"  ours / bare (rows/s)          {t_bare / t_ours:7.2f}×")
+    print(
+        f"  CPU: PostgreSQL backend       {server_cpu:7.2f} s   {rows / server_cpu:10,.0f} rows per "
+        f"CPU-second; this process {client_cpu:.2f} s (they overlap on two cores)"
+    )
     print(f"  peak RSS, ledger process      {rss:7.0f} MB")
     print(f"  export_incident, whole pack   {t_pack:7.2f} s   peak RSS {rss_pack:.0f} MB")
+    print(f"load after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
 
 
 def build_in_child(args) -> str:

@@ -475,7 +475,7 @@ EXPORT_TTL_DAYS = envint("EXPORT_TTL_DAYS", default=7)
 # Affected people per ledger COPY (PostgreSQL). Each chunk scans the deliveries, events and
 # records of the whole incident again, so large; progress is reported within a chunk anyway.
 EXPORT_CHUNK_PEOPLE = envint("EXPORT_CHUNK_PEOPLE", default=1_000_000)
-# Seconds an export job may run on a worker (about 5 s per million people for the ledger).
+# Seconds an export job may run on a worker (a million people: 15–60 s, see docs/performance.md).
 EXPORT_JOB_TIMEOUT = envint("EXPORT_JOB_TIMEOUT", default=3600)
 # The printable report lists at most this many timeline entries; the CSV/JSONL has them all.
 EXPORT_REPORT_MAX_TIMELINE = envint("EXPORT_REPORT_MAX_TIMELINE", default=2000)
