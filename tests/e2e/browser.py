@@ -1,5 +1,8 @@
 """Helpers for the browser side of the end-to-end tests."""
 
+# The screenshots' size: a common laptop window.
+VIEWPORT = {"width": 1280, "height": 800}
+
 
 class Console:
     """Browser console errors and CSP refusals, which a test can assert are absent."""

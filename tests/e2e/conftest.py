@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.browser import Console, login
+from tests.e2e.browser import VIEWPORT, Console, login
 from tests.e2e.stack import ROOT, Stack
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -21,7 +21,6 @@ AXE = ROOT / "var" / "node" / "node_modules" / "axe-core" / "axe.min.js"
 # Screenshots go under var/ on every run; AMENDS_UPDATE_SCREENSHOTS=1 writes the docs' copies.
 DOCS_SHOTS = ROOT / "docs" / "screenshots"
 RUN_SHOTS = ROOT / "var" / "e2e" / "screenshots"
-VIEWPORT = {"width": 1280, "height": 800}
 
 
 def _why_not() -> str | None:
@@ -109,10 +108,8 @@ def as_user(browser, stack, console):
     contexts = []
 
     def _open(username: str, **context_args):
-        context = browser.new_context(
-            base_url=stack.base_url, viewport=VIEWPORT, locale="en-GB", timezone_id="UTC",
-            **context_args,
-        )  # fmt: skip
+        options = {"viewport": VIEWPORT, "locale": "en-GB", "timezone_id": "UTC"}
+        context = browser.new_context(base_url=stack.base_url, **(options | context_args))
         context.set_default_timeout(15_000)
         contexts.append(context)
         page = console.watch(context.new_page())
@@ -130,7 +127,16 @@ def shot():
     target = DOCS_SHOTS if os.environ.get("AMENDS_UPDATE_SCREENSHOTS") == "1" else RUN_SHOTS
     target.mkdir(parents=True, exist_ok=True)
 
-    def _shot(page, name: str, *, full_page: bool = False):
+    def _shot(page, name: str, *, at=None, full_page: bool = False):
+        """The viewport from the top of the page, or from `at` (a locator) down."""
+        page.evaluate("() => document.activeElement?.blur()")
+        if at is None:
+            page.evaluate("() => window.scrollTo(0, 0)")
+        else:
+            at.scroll_into_view_if_needed()
+            page.evaluate(
+                "el => window.scrollBy(0, el.getBoundingClientRect().top - 16)", at.element_handle()
+            )
         path = target / f"{name}.png"
         page.screenshot(path=path, full_page=full_page, animations="disabled", caret="hide")
         return path
