@@ -579,6 +579,7 @@ class Renderer:
             "original_send_date": self._date(person.first_sent_at, locale or person.locale),
             "verification_code": _plain(verification_code),
             "company_name": self._company,
+            "verification_url": _plain(settings.VERIFICATION_URL),
         }
 
     def render(self, *, person, verification_code: str, wanted_locale: str) -> RenderedMessage:

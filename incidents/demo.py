@@ -6,6 +6,10 @@ frozen with the template and window filters, the list is split into segments,
 and the apology is drafted by Support, rejected once by Comms (it offered a
 discount to people who may be grieving), redrafted and approved by two people
 (the incident is SEV1). The registry holders' correction waits for approval.
+The approved apology is then sent to everyone else through the sandbox: once
+the seed commits, the embedded mode sends it in-process, and the sandbox's
+simulated ESP reports deliveries, a few bounces and deferrals
+(campaigns/tracking/sandbox.py), so the incident shows who was reached.
 
 Each step checks whether it already happened, so running it again adds nothing
 and a database seeded by an older demo is completed, not duplicated.
@@ -22,7 +26,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from campaigns import services as campaign_services
-from campaigns.models import Message, Suppression
+from campaigns.mail import SandboxBackend
+from campaigns.models import Campaign, Message, Suppression
 from incidents import services
 from incidents.actors import Actor
 from incidents.filters import AudienceFilter
@@ -489,12 +494,42 @@ def _apologies(incident: Incident, users: dict) -> None:
         campaign_services.approval_request(version=draft, by=sam)
 
 
+def _sandboxed() -> bool:
+    """Only the sandbox may "send" the demo: a real mailer would email the demo addresses."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    backend = settings.MAILERS.get("default", {}).get("BACKEND", "")
+    return issubclass(import_string(backend), SandboxBackend) if backend else False
+
+
+def _send(incident: Incident, users: dict) -> Campaign | None:
+    """Launch the approved apology to everyone else; it is sent once the seed commits."""
+    everyone = incident.segments.get(is_default=True)
+    if Campaign.objects.filter(segment=everyone).exists() or not _sandboxed():
+        return None
+    sam = Actor.for_user(users["support_sam"])
+    version = Message.objects.get(segment=everyone).versions.order_by("-number").first()
+    if Incident.objects.get(pk=incident.pk).status == Incident.Status.INVESTIGATING:
+        services.incident_transition(
+            incident=incident,
+            to_status=Incident.Status.CONTACTING,
+            by=sam,
+            note="The apology is approved; sending it to everyone without a registry.",
+        )
+    return campaign_services.campaign_launch(
+        version=version, segment=everyone, by=sam, rate_limit=500
+    )
+
+
 @transaction.atomic
 def seed_demo() -> Incident:
-    """Create the demo users, incident, send log, audience and apologies. Safe to run again."""
+    """Create the demo users, incident, send log, audience and apologies, and send the approved
+    apology (through the sandbox, after the commit). Safe to run again."""
     users = _users(Actor.system("demo"))
     sam = Actor.for_user(users["support_sam"])
     incident = Incident.objects.filter(title=DEMO_TITLE).first() or _open_incident(sam)
     _find_audience(incident, sam)
     _apologies(incident, users)
+    _send(incident, users)
     return incident

@@ -3,9 +3,20 @@
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db.models import Count
+from django.urls import reverse
 
 from campaigns import selectors
-from campaigns.models import Approval, Message, MessageVersion, Suppression
+from campaigns.models import (
+    Approval,
+    Campaign,
+    Delivery,
+    DeliveryEvent,
+    Message,
+    MessageVersion,
+    OutboxMessage,
+    Suppression,
+)
 from campaigns.rendering import render_version
 from incidents import audit, demo
 from incidents.actors import Actor
@@ -13,16 +24,22 @@ from incidents.models import (
     AffectedPerson,
     AudienceQuery,
     AuditEntry,
+    ContactRecord,
     Incident,
     Segment,
     SendLogEntry,
     TimelineEntry,
 )
 
+SANDBOX = {
+    "default": {"BACKEND": "campaigns.mail.SandboxBackend", "OPTIONS": {"simulate_events": True}}
+}
+
 
 @pytest.fixture
 def seeded(db, settings):
     settings.REDIS_URL = ""  # approval emails would run in this process after a commit
+    settings.MAILERS = SANDBOX  # as in the embedded mode (the test runner swaps in locmem)
     call_command("seed_demo", verbosity=0)
     return Incident.objects.get(title=demo.DEMO_TITLE)
 
@@ -106,7 +123,7 @@ def test_the_send_log_and_audience_tell_the_registry_story(seeded):
         address__in=Suppression.objects.values("address")
     ).count()
     assert suppressed == 2
-    assert seeded.status == Incident.Status.INVESTIGATING
+    assert seeded.status == Incident.Status.CONTACTING  # the apology is on its way
 
 
 def test_the_apology_was_rejected_once_then_approved_by_two_and_the_correction_awaits(
@@ -172,3 +189,59 @@ def test_the_demo_audit_chain_verifies(seeded):
         "message.version_rejected",
         "message.version_approved",
     } <= actions
+
+
+# --- The demo sends (issue 5, item 8; issue 6) -----------------------------------------------
+
+
+def test_the_demo_sends_in_embedded_mode(transactional_audit, settings, client):
+    """Seeding commits, then the embedded mode sends through the sandbox and its ESP reports."""
+    settings.REDIS_URL = ""
+    settings.MAILERS = SANDBOX
+    call_command("seed_demo", verbosity=0)
+
+    incident = Incident.objects.get(title=demo.DEMO_TITLE)
+    campaign = Campaign.objects.get(incident=incident)
+    assert campaign.status == Campaign.Status.COMPLETED
+    assert campaign.segment.is_default and campaign.deliveries.count() == 240
+    statuses = dict(campaign.deliveries.values_list("status").annotate(n=Count("id")).order_by())
+    assert statuses[Delivery.Status.SUPPRESSED] == 2  # the two suppressed before
+    assert statuses[Delivery.Status.DELIVERED] > 200
+    assert statuses.get(Delivery.Status.BOUNCED, 0) > 0
+    assert statuses.get(Delivery.Status.DEFERRED, 0) > 0
+    # Every message handed over is in the outbox, once (beside the approval requests).
+    handed = campaign.deliveries.exclude(status=Delivery.Status.SUPPRESSED)
+    apologies = OutboxMessage.objects.filter(headers__has_key="X-Amends-Delivery")
+    assert apologies.count() == handed.count()
+    # (an id recorded from an ESP event comes without the angle brackets)
+    assert {m.strip("<>") for m in apologies.values_list("message_id", flat=True)} == {
+        m.strip("<>") for m in handed.values_list("esp_message_id", flat=True)
+    }
+    # The sandbox's events went through the tracking path and were all applied.
+    assert DeliveryEvent.objects.filter(esp="Sandbox").exists()
+    assert not DeliveryEvent.objects.filter(applied_at__isnull=True).exists()
+    people = dict(
+        AffectedPerson.objects.filter(segment=campaign.segment)
+        .values_list("contact_status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    assert people["contacted"] == statuses[Delivery.Status.DELIVERED]
+    assert people["unreachable"] == statuses[Delivery.Status.BOUNCED]
+    bounced = campaign.deliveries.filter(status=Delivery.Status.BOUNCED)
+    assert (
+        Suppression.objects.filter(
+            address__in=bounced.values("person__address"), reason="hard_bounce"
+        ).count()
+        == bounced.count()
+    )
+    assert ContactRecord.objects.filter(delivery__isnull=False).count() >= people["contacted"]
+    assert audit.verify_chain().ok
+
+    # The outbox shows them to the Admin.
+    client.force_login(get_user_model().objects.get(username="admin_ada"))
+    page = client.get(reverse("campaigns:outbox"))
+    assert page.status_code == 200
+
+    call_command("seed_demo", verbosity=0)  # again: nothing is sent twice
+    assert Campaign.objects.count() == 1 and apologies.count() == handed.count()
