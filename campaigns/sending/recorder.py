@@ -41,7 +41,7 @@ SENDER = Actor.system("sender")
 Status = Delivery.Status
 
 RECORD_ROWS = 500  # at most this many answers in one statement
-RECORD_SECONDS = 0.02  # the longest an answer waits for others before it is written
+RECORD_SECONDS = 0.1  # the longest an answer waits for others before it is written
 _WRITE_TRIES = 3
 
 _COLUMNS = "id, status, error, message_id, next_attempt_at, attempts_delta, at, lease_until"
