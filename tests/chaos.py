@@ -321,7 +321,12 @@ def check(campaign, stub, result: ChaosResult, *, segment_size: int, suppressed:
         v.append(f"sent+failed+suppressed+uncertain = {accounted}, segment = {segment_size}")
     uncertain = {pk for pk, status, _, _ in rows if status == Status.UNCERTAIN}
     if not uncertain <= result.in_flight:
-        v.append(f"{len(uncertain - result.in_flight)} uncertain rows were not in flight at a kill")
+        stray = Delivery.objects.filter(pk__in=uncertain - result.in_flight)
+        errors = sorted({e.splitlines()[0][:200] for e in stray.values_list("error", flat=True)})
+        v.append(
+            f"{len(uncertain - result.in_flight)} uncertain rows were not in flight at a kill: "
+            f"{errors[:3]}"
+        )
     for pk, status, message_id, address in rows:
         taken = stub.accepted[str(pk)]
         if status == Status.SENT and (taken != 1 or not message_id):
