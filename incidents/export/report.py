@@ -14,9 +14,15 @@ from django.db.models import Count, Q
 from django.template.loader import render_to_string
 
 from campaigns.models import Approval, Delivery, DeliveryEvent
-from incidents.export.files import iso
 from incidents.models import AffectedPerson, AuditEntry, Incident
 from incidents.models.contact import DONE, ContactStatus
+
+
+def iso(value) -> str:
+    """A time as a person reads it in a report: to the second, in UTC."""
+    from datetime import UTC
+
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
 
 
 @dataclass
