@@ -14,6 +14,7 @@ from incidents.models import (
     AudienceQuery,
     AuditEntry,
     ContactRecord,
+    ContactSnapshot,
     Incident,
     ReferenceCounter,
     Segment,
@@ -194,6 +195,13 @@ class ContactRecordAdmin(ReadOnlyAdmin):
     list_select_related = ["incident"]
     raw_id_fields = ["person"]
     show_full_result_count = False
+
+
+@admin.register(ContactSnapshot)
+class ContactSnapshotAdmin(ReadOnlyAdmin):
+    # The dashboard's stored counts (incidents/dashboard.py): derived, recounted on demand.
+    list_display = ["incident", "computed_at", "took_ms", "refresh_requested_at"]
+    list_select_related = ["incident"]
 
 
 @admin.register(ReferenceCounter)

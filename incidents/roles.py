@@ -80,6 +80,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "incidents.verify_audit",
         "incidents.view_timelineentry",
         "incidents.view_referencecounter",
+        "incidents.view_contactsnapshot",
         # The operator metrics at /metrics (Prometheus itself uses METRICS_TOKEN).
         "incidents.view_metrics",
         *_AUDIENCE,
