@@ -82,14 +82,26 @@ WEBHOOK_QUEUE = "webhooks"
 APPLY_PENDING_KEY = "amends:tracking:apply-queued"
 
 
+_redis = {}
+
+
+def _redis_for_webhooks():
+    """One Redis client per process and URL (django_rq.get_connection builds a new pool each
+    call: a new TCP connection for every webhook request)."""
+    url = settings.REDIS_URL
+    if url not in _redis:
+        import django_rq
+
+        _redis[url] = django_rq.get_connection(WEBHOOK_QUEUE)
+    return _redis[url]
+
+
 def apply_events() -> dict:
     """Apply the stored, unapplied ESP events (campaigns.tracking.apply). Safe to run concurrently."""
     from campaigns.tracking.apply import apply_pending
 
     if settings.REDIS_URL:
-        import django_rq
-
-        django_rq.get_connection(WEBHOOK_QUEUE).delete(APPLY_PENDING_KEY)
+        _redis_for_webhooks().delete(APPLY_PENDING_KEY)
     report = apply_pending()
     log.info("apply_events: %s", report)
     return report
@@ -98,8 +110,9 @@ def apply_events() -> dict:
 def _push_apply() -> None:
     import django_rq
 
-    if django_rq.get_connection(WEBHOOK_QUEUE).set(APPLY_PENDING_KEY, "1", nx=True, ex=30):
-        django_rq.get_queue(WEBHOOK_QUEUE).enqueue(
+    connection = _redis_for_webhooks()
+    if connection.set(APPLY_PENDING_KEY, "1", nx=True, ex=30):
+        django_rq.get_queue(WEBHOOK_QUEUE, connection=connection).enqueue(
             apply_events, job_timeout=settings.SEND_JOB_TIMEOUT, result_ttl=60
         )
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from campaigns.tracking.bulk import bulk_set
+from campaigns.tracking.bulk import bulk_insert, bulk_set
 from incidents.models import AffectedPerson, ContactRecord
 from incidents.models.contact import CONTACT_TRANSITIONS, ContactMethod, ContactStatus
 
@@ -117,5 +117,5 @@ def contact_from_deliveries(*, changes: Iterable[ContactChange], now: datetime) 
         list(touched.values()),
         ["contact_status", "contact_method", "contacted_at", "contact_note", "contact_updated_at"],
     )
-    ContactRecord.objects.bulk_create(records, batch_size=1000)
+    bulk_insert(ContactRecord, records)
     return summary

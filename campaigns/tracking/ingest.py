@@ -17,6 +17,7 @@ from anymail.signals import AnymailTrackingEvent
 from django.utils import timezone
 
 from campaigns.models import DeliveryEvent
+from campaigns.tracking.bulk import bulk_insert
 from campaigns.tracking.normalise import to_row
 
 _batch: ContextVar[list[DeliveryEvent] | None] = ContextVar("tracking_batch", default=None)
@@ -42,7 +43,7 @@ def events_store(*, rows: list[DeliveryEvent]) -> None:
         return
     from campaigns.jobs import enqueue_apply
 
-    DeliveryEvent.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
+    bulk_insert(DeliveryEvent, rows, conflict="event_key")
     enqueue_apply()
 
 
