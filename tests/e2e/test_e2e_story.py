@@ -312,6 +312,8 @@ def test_9_the_incident_resolves_through_the_completion_gate(as_user, shot, chec
     page.get_by_role("button", name="Resolve incident").click()
     expect(page.locator(".badge").first).to_have_text(re.compile("Resolved"))
     shot(page, "19-incident-resolved")
+    expect(page.locator("#reaching")).to_contain_text("280 contacted")
+    shot(page, "19b-incident-hub-done", at=page.locator("#audience"))
     check(page, "incident page (resolved)")
 
 
