@@ -1,6 +1,6 @@
 """Benchmark: sending a campaign end to end on real rq workers, against a bare send loop.
 
-    python bench/bench_send.py overhead [--people 200000] [--workers 2] [--concurrency 2]
+    python bench/bench_send.py overhead [--people 200000] [--workers 2] [--concurrency 8]
     python bench/bench_send.py latency  [--people 100000] [--workers 2] [--concurrency 32]
 
 Each run freezes PEOPLE people in a fresh database of its own (amends_bench_send),
@@ -51,27 +51,33 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # --- CPU of other processes ---------------------------------------------------------------
 
 
-def _postgres_cpu() -> float:
-    """CPU seconds of every PostgreSQL process so far, ended backends included.
+class BackendCPU:
+    """CPU seconds of the PostgreSQL backends serving one database, sampled by `poll`.
 
-    The postmaster's children's times hold the backends that exited (a forked
-    work horse's connections end with its job). Other databases on the same
-    server count too: run it on a quiet server.
+    Each backend's last reading counts once it is gone (a work horse's
+    connections end with its job), so up to one poll interval of each
+    backend's CPU is missed. Other databases on the same server do not count.
     """
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            comm = (entry / "comm").read_text().strip()
-        except OSError:
-            continue
-        if not comm.startswith("postgres"):
-            continue
-        utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
-        total += (utime + stime + cutime + cstime) / TICKS
-    return total
+
+    def __init__(self, database: str):
+        self.database = database
+        self.seen: dict[int, float] = {}
+
+    def poll(self, cursor) -> None:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [self.database],
+        )
+        for (pid,) in cursor.fetchall():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            self.seen[pid] = (int(fields[11]) + int(fields[12])) / TICKS
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.seen.values())
 
 
 def _redis_cpu(connection) -> float:
@@ -97,8 +103,8 @@ def bare_loop(campaign, limit: int) -> dict:
     backend = mailers[campaign.mailer]
     backend.open()
     render = build = send = 0.0
-    clock = time.perf_counter
-    started = clock()
+    clock = time.process_time  # CPU time, comparable with the workers' rusage
+    started, wall = clock(), time.perf_counter()
     for delivery in deliveries:
         t0 = clock()
         rendered = composer.render(delivery)
@@ -110,13 +116,14 @@ def bare_loop(campaign, limit: int) -> dict:
         render, build, send = render + t1 - t0, build + t2 - t1, send + t3 - t2
         if len(getattr(mail, "outbox", ())) >= 500:
             mail.outbox = []  # as a work horse would: its outbox ends with its job
-    seconds = clock() - started
+    cpu, seconds = clock() - started, time.perf_counter() - wall
     backend.close()
     n = len(deliveries)
     return {
         "messages": n,
         "seconds": seconds,
         "rate": n / seconds,
+        "cpu_us": cpu / n * 1e6,
         "render_us": render / n * 1e6,
         "build_us": build / n * 1e6,
         "send_us": send / n * 1e6,
@@ -167,7 +174,7 @@ def main(argv=None) -> None:  # noqa: C901 (a script: one run, top to bottom)
     args = parser.parse_args(argv)
     overhead = args.mode == "overhead"
     people = args.people or (200_000 if overhead else 100_000)
-    concurrency = args.concurrency or (2 if overhead else 32)
+    concurrency = args.concurrency or (8 if overhead else 32)  # 8: SEND_CONCURRENCY default
 
     print(f"machine: {machine()}")
     fresh_database(args.url)
@@ -242,11 +249,13 @@ def main(argv=None) -> None:  # noqa: C901 (a script: one run, top to bottom)
             batch_size=args.batch_size,
         )
         queued_at = time.perf_counter()
-        jobs = send_queue.count
-        pg_before, redis_before = _postgres_cpu(), _redis_cpu(send_queue.connection)
+        backends = BackendCPU(connection.settings_dict["NAME"])
+        redis_before = _redis_cpu(send_queue.connection)
         status, load_during = None, []
         while True:
             time.sleep(0.1)
+            with connection.cursor() as cursor:
+                backends.poll(cursor)
             status = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True)[0]
             if status != Campaign.Status.RUNNING:
                 break
@@ -256,11 +265,14 @@ def main(argv=None) -> None:  # noqa: C901 (a script: one run, top to bottom)
             if len(load_during) < (time.perf_counter() - queued_at) / 5:
                 load_during.append(load())
         done_at = time.perf_counter()
-        pg_cpu = _postgres_cpu() - pg_before
+        pg_cpu = backends.seconds
         redis_cpu = _redis_cpu(send_queue.connection) - redis_before
     finally:
         usages = stop_workers(workers)
     seconds = done_at - queued_at
+    from incidents.models import AuditEntry
+
+    jobs = AuditEntry.objects.get(action="campaign.launched").after["batches"]
     counts = dict(
         Delivery.objects.filter(campaign=campaign)
         .order_by()
@@ -272,7 +284,9 @@ def main(argv=None) -> None:  # noqa: C901 (a script: one run, top to bottom)
     worker_cpu = sum(u.ru_utime + u.ru_stime for u in usages)
     peak_rss = max(u.ru_maxrss for u in usages) / 1024
 
-    print(f"launch: {jobs:,} jobs queued in {queued_at - launched:.2f} s")
+    print(
+        f"launch: {jobs:,} jobs queued in {queued_at - launched:.2f} s (one per batch of {args.batch_size})"
+    )
     print(f"campaign {status}; deliveries {counts}")
     if stub is not None:
         twice = sum(1 for n in stub.accepted.values() if n > 1)
@@ -294,10 +308,12 @@ def main(argv=None) -> None:  # noqa: C901 (a script: one run, top to bottom)
         own = bare["render_us"] + bare["build_us"] + bare["send_us"]
         print(
             f"bare loop: {bare['messages']:,} messages in {bare['seconds']:.2f} s, "
-            f"{bare['rate']:,.0f} messages/s (one process, one thread)"
+            f"{bare['rate']:,.0f} messages/s (one process, one thread; "
+            f"{bare['cpu_us']:.0f} µs CPU a message)"
         )
         print(
-            f"per worker / bare: {rate / args.workers / bare['rate']:.2f}×  "
+            f"per worker / bare: {rate / args.workers / bare['rate']:.2f}×, "
+            f"CPU a message bare / worker: {bare['cpu_us'] / per_message:.2f}×  "
             f"(target ≥ 0.6×); all workers: {rate:,.0f}/s (target ≥ 1,700)"
         )
         print(
