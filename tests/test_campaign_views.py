@@ -569,12 +569,16 @@ def test_cancel_asks_to_confirm_then_stops_for_good(
 
 
 def make_uncertain(client, version, run_jobs, settings, n=2) -> tuple[Campaign, list[Delivery]]:
-    """A worker claimed `n` deliveries and died; the sweeper finds them uncertain."""
+    """A worker claimed `n` deliveries, handed them to the ESP and died; the sweeper finds
+    them uncertain (claimed rows never handed over would go back to the queue)."""
+    from campaigns.sending.claims import hand_over
+
     page = confirm_launch(client, version)
     with run_jobs(), transaction.atomic():
         client.post(launch_url(version), hidden_fields(page))
         campaign = Campaign.objects.get()
         crashed = sending.claim(campaign.pk, 0, 10**12, n)
+        assert all(map(hand_over, Delivery.objects.filter(pk__in=crashed)))
     later = timezone.now() + timedelta(seconds=settings.SEND_LEASE_SECONDS + 1)
     with run_jobs():
         sending.sweep(now=later)
