@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db.models import CharField, Value
 from django.db.models.functions import Cast, Concat
+from django.utils import timezone
 
 from campaigns import services
 from campaigns.models import Campaign, Delivery, DeliveryEvent, Suppression
@@ -383,3 +384,33 @@ def test_events_for_unknown_message_ids_are_kept_and_feed_the_send_log(post, del
         "company-newsletter-77",
     )
     assert SendLogEntry.objects.get(message_id="company-newsletter-77").status == "delivered"
+
+
+# --- The sweeper's evidence -----------------------------------------------------------------
+
+
+def test_a_stored_event_is_evidence_for_the_sweeper_that_the_esp_took_the_message(deliveries):
+    from campaigns import sending
+    from campaigns.tracking import events_store
+    from campaigns.tracking.normalise import to_row
+    from campaigns.tracking.sandbox import simulate
+
+    row = deliveries[0]
+    expired = T0 - timedelta(hours=1)
+    Delivery.objects.filter(pk=row.pk).update(
+        status=Status.SENDING, esp_message_id="", lease_until=expired, handed_at=expired
+    )
+    # Stored by a webhook but not applied yet (its job has not run).
+    [event] = simulate(
+        message_id="<esp-took-it@example>",
+        address=row.address,
+        metadata=meta(row),
+        tags=[],
+        sent_at=T0,
+    )[:1]
+    events_store(rows=[to_row(event, "Postmark", received_at=timezone.now())])
+
+    sending.sweep()
+
+    delivery = refreshed(row)
+    assert (delivery.status, delivery.esp_message_id) == (Status.SENT, "esp-took-it@example")
