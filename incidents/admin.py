@@ -15,6 +15,7 @@ from incidents.models import (
     AuditEntry,
     ContactRecord,
     ContactSnapshot,
+    EvidenceExport,
     Incident,
     ReferenceCounter,
     Segment,
@@ -202,6 +203,15 @@ class ContactSnapshotAdmin(ReadOnlyAdmin):
     # The dashboard's stored counts (incidents/dashboard.py): derived, recounted on demand.
     list_display = ["incident", "computed_at", "took_ms", "refresh_requested_at"]
     list_select_related = ["incident"]
+
+
+@admin.register(EvidenceExport)
+class EvidenceExportAdmin(ReadOnlyAdmin):
+    # Requested, built and downloaded through the Evidence tab, the API or the command line,
+    # each step audited; here only to look at.
+    list_display = ["id", "incident", "format", "pii", "status", "created_by", "created_at"]
+    list_filter = ["status", "format", "pii"]
+    search_fields = ["incident__reference", "sha256"]
 
 
 @admin.register(ReferenceCounter)

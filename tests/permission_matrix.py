@@ -272,8 +272,8 @@ MATRIX: dict[str, dict[str, dict[str, int]]] = {
     "api-not-found": {"GET": row(404, 404, 404, 404, 404)},
     # --- Evidence packs (incidents/views_export.py, incidents/api/export.py) ------
     # Auditors and admins export (pseudonymised); Support and Comms do not. The
-    # fixture: a finished pseudonymised pack whose files are gone, so its download
-    # is a 404 for those who may download. Empty posts: the form's errors (200),
+    # fixture: a pseudonymised pack whose build failed, so its download is a 404 on
+    # the page and a 409 (not_ready) in the API. Empty posts: the form's errors (200),
     # or the API's missing format (400). A pack with addresses needs export_pii
     # (tests/test_export_views.py).
     "incidents:evidence": {
@@ -284,7 +284,7 @@ MATRIX: dict[str, dict[str, dict[str, int]]] = {
     "incidents:evidence-download": {"GET": row(302, 403, 403, 404, 404)},
     "api-export-list": {"GET": row(401, 403, 403, 200, 200), "POST": row(401, 403, 403, 400, 400)},
     "api-export-detail": {"GET": row(401, 403, 403, 200, 200)},
-    "api-export-download": {"GET": row(401, 403, 403, 404, 404)},
+    "api-export-download": {"GET": row(401, 403, 403, 409, 409)},
     # --- Accounts and operations -------------------------------------------
     "login": {"GET": row(200, 302, 302, 302, 302)},
     "logout": {"GET": row(302, 405, 405, 405, 405), "POST": row(302, 302, 302, 302, 302)},

@@ -310,8 +310,8 @@ def _sending_api_kwargs(name: str, incident) -> dict:
 
 
 def _export_kwargs(name: str, incident) -> dict:
-    """For the evidence pages: a finished pseudonymised pack (its files never written),
-    made without audit entries."""
+    """For the evidence pages: a pseudonymised pack whose build failed, made without
+    audit entries."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -322,10 +322,11 @@ def _export_kwargs(name: str, incident) -> dict:
         return {"reference": incident.reference}
     if not name.startswith(("incidents:evidence-", "api-export-")):
         return {}
+    # Failed: its download is refused the same way whatever files a test left on disk.
     export = EvidenceExport.objects.create(
         incident=incident,
         format="csv",
-        status="done",
+        status="failed",
         expires_at=timezone.now() + timedelta(days=1),
     )
     if name.startswith("api-"):
