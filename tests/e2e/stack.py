@@ -144,6 +144,7 @@ class Stack:
         self._psql(f'CREATE DATABASE "{self.name}"')
         self.manage("migrate", "--no-input", timeout=300)
         self.seed = json.loads(self.run("-m", "tests.e2e.seed").strip().splitlines()[-1])
+        self._empty_queues()
         self._spawn(
             "gunicorn",
             "-m", "gunicorn", "config.wsgi",
@@ -153,6 +154,20 @@ class Stack:
         self._spawn("rqworker", "manage.py", "rqworker", "default", "send", "webhooks", "exports")
         self._wait_healthy()
         return self
+
+    def _empty_queues(self) -> None:
+        # Jobs other tests left on this Redis database name rows of their own database;
+        # the stack's worker would run them against this one.
+        import redis
+        from rq import Queue
+
+        connection = redis.Redis.from_url(self.redis_url)
+        for name in ("default", "send", "webhooks", "exports"):
+            queue = Queue(name, connection=connection)
+            queue.empty()
+            for registry in (queue.scheduled_job_registry, queue.deferred_job_registry):
+                for job_id in registry.get_job_ids():
+                    registry.remove(job_id, delete_job=True)
 
     def _spawn(self, name: str, *args: str) -> None:
         log = open(LOG_DIR / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
