@@ -738,6 +738,40 @@ def test_a_row_is_not_handed_over_with_less_than_half_its_lease_left(
     assert sending.release([pk]) == 1  # still this worker's, never handed: back to the queue
 
 
+def test_hand_overs_committed_together_keep_each_rows_own_conditions(
+    segment, people, support_sam, version, settings, monkeypatch
+):
+    from campaigns import jobs
+    from campaigns.sending.claims import HandOver
+
+    monkeypatch.setattr(jobs, "enqueue_batches", lambda *args: None)
+    campaign = services.campaign_launch(version=version, segment=segment, by=as_user(support_sam))
+    ids = sending.claim(campaign.pk, 0, 10**12, 6)
+    rows = {d.pk: d for d in Delivery.objects.filter(pk__in=ids)}
+    short, stale, *fine = ids
+    Delivery.objects.filter(pk=short).update(
+        lease_until=timezone.now() + timedelta(seconds=settings.SEND_LEASE_SECONDS / 2 - 1)
+    )
+    rows[stale].lease_until -= timedelta(microseconds=1)  # another claim's lease
+    writer = HandOver()
+    try:
+        answers: dict[int, bool] = {}
+        threads = [
+            threading.Thread(target=lambda d=d: answers.__setitem__(d.pk, writer(d)))
+            for d in rows.values()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert answers == {pk: pk in fine for pk in ids}
+        assert writer(rows[fine[0]]) is False  # handed once per claim
+    finally:
+        writer.close()
+    handed = set(Delivery.objects.filter(handed_at__isnull=False).values_list("id", flat=True))
+    assert handed == set(fine)
+
+
 def test_the_sandbox_outbox_is_evidence_that_a_message_went_out(
     segment, people, support_sam, version, settings
 ):

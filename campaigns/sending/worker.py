@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, Delivery, Suppression
 from campaigns.rendering import RenderError
-from campaigns.sending.claims import claim, hand_over, release
+from campaigns.sending.claims import HandOver, claim, release
 from campaigns.sending.limits import limiter
 from campaigns.sending.message import Composer
 from campaigns.sending.outcomes import Outcome, change_for, classify
@@ -145,9 +145,11 @@ class _BatchRun:
         self.recorder = Recorder(
             campaign_id=self.campaign.pk, incident=self.incident, on_failure=self._cannot_record
         )
+        self.hand_over = HandOver()  # the sending threads' markers, committed together
         try:
             self._run()
         finally:
+            self.hand_over.close()
             self.recorder.close()
 
     def _cannot_record(self) -> None:
@@ -286,7 +288,7 @@ class _BatchRun:
                 if not self._take_token() or not self._lease_holds(delivery):
                     unsent.append(delivery.pk)
                     continue
-                if not hand_over(delivery):
+                if not self.hand_over(delivery):
                     # The sweeper took this row back after our lease ran out (or our lease
                     # is too short now): it is no longer ours to send, nor to release.
                     self._count("not_handed")
