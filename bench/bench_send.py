@@ -172,6 +172,8 @@ def main(argv=None) -> None:  # noqa: C901 (a script: one run, top to bottom)
     parser.add_argument("--bare", type=int, default=20_000, help="overhead: bare-loop messages")
     parser.add_argument("--url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     args = parser.parse_args(argv)
+    # A SIGTERM (timeout, Ctrl-C's cousin) still stops the workers this run started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     overhead = args.mode == "overhead"
     people = args.people or (200_000 if overhead else 100_000)
     concurrency = args.concurrency or (8 if overhead else 32)  # 8: SEND_CONCURRENCY default
