@@ -2,6 +2,7 @@
 
     python bench/bench_send.py overhead [--people 200000] [--workers 2] [--concurrency 8]
     python bench/bench_send.py latency  [--people 100000] [--workers 2] [--concurrency 32]
+    python bench/bench_send.py steps    [--people 20000] [--bare 5000] [--concurrency 8]
 
 Each run freezes PEOPLE people in a fresh database of its own (amends_bench_send),
 starts WORKERS `manage.py rqworker send` processes (rq's forking worker, as in
@@ -18,6 +19,9 @@ from the moment its jobs are queued to the last delivery recorded (the campaign
   Targets: ≥ 1,700 messages/s for two workers; per worker ≥ 0.6× the bare loop.
 - latency: anymail's real Postmark backend against tests/esp_stub.py with
   DELAY (100 ms) added to every API call. Target: ≥ 400 messages/s.
+
+- steps: one send job run in this process over BARE messages, with a CPU timer
+  on each step (render, build, send, hand-over, recording, tokens, claims).
 
 Both report the workers' peak RSS (forked work horses included; target < 200 MB)
 and the number of rq jobs per million recipients (target ≤ 2,000).
@@ -130,6 +134,62 @@ def bare_loop(campaign, limit: int) -> dict:
     }
 
 
+# --- One job in this process, step by step ----------------------------------------------------
+
+
+def steps(campaign, messages: int) -> None:
+    """Run one send job over the first `messages` deliveries here, with a CPU timer on each step.
+
+    Each step's `time.thread_time` is summed over the threads that run it, so
+    the figures are CPU per message, whatever the load; the job's own process
+    CPU is the whole (the writer threads' work is in it but not in a step).
+    """
+    import threading
+    from collections import Counter
+
+    import campaigns.sending.claims as claims
+    import campaigns.sending.recorder as recorder
+    import campaigns.sending.worker as worker
+    from campaigns.jobs import send_batch
+    from campaigns.models import Delivery
+    from campaigns.sending.message import Composer
+
+    cpu: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def timed(owner, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            started = time.thread_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                with lock:
+                    cpu[label] += time.thread_time() - started
+
+        setattr(owner, name, wrapper)
+
+    timed(Composer, "render", "render")
+    timed(Composer, "build", "build")
+    timed(worker._BatchRun, "_send_one", "render + build + send")
+    timed(claims, "hand_over_many", "hand-over markers (writer thread)")
+    timed(worker._BatchRun, "_record", "answer handed to the recorder")
+    timed(recorder, "write_and_audit", "answers written (writer thread)")
+    timed(worker._BatchRun, "_take_token", "rate token")
+    timed(worker, "claim", "claim")
+    timed(worker._BatchRun, "_drop_unsendable", "suppressed or removed since launch")
+    ids = Delivery.objects.filter(campaign=campaign).order_by("id").values_list("id", flat=True)
+    first, last = ids[0], ids[messages - 1]
+    started = time.process_time()
+    result = send_batch(campaign.pk, first, last)
+    total = time.process_time() - started
+    print(f"one job in this process: {result}, {total / messages * 1e6:.0f} µs CPU a message")
+    cpu["send (the ESP backend)"] = cpu["render + build + send"] - cpu["render"] - cpu["build"]
+    for label, seconds in cpu.most_common():
+        print(f"  {label:<40} {seconds / messages * 1e6:6.0f} µs")
+
+
 # --- Workers ----------------------------------------------------------------------------------
 
 
@@ -162,7 +222,7 @@ def stop_workers(workers: list[subprocess.Popen]) -> list:
 
 def main(argv=None) -> None:  # noqa: C901 (a script: one run, top to bottom)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("overhead", "latency"))
+    parser.add_argument("mode", choices=("overhead", "latency", "steps"))
     parser.add_argument("--people", type=int)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int)
@@ -174,8 +234,8 @@ def main(argv=None) -> None:  # noqa: C901 (a script: one run, top to bottom)
     args = parser.parse_args(argv)
     # A SIGTERM (timeout, Ctrl-C's cousin) still stops the workers this run started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    overhead = args.mode == "overhead"
-    people = args.people or (200_000 if overhead else 100_000)
+    overhead = args.mode in ("overhead", "steps")
+    people = args.people or {"overhead": 200_000, "latency": 100_000, "steps": 20_000}[args.mode]
     concurrency = args.concurrency or (8 if overhead else 32)  # 8: SEND_CONCURRENCY default
 
     print(f"machine: {machine()}")
@@ -230,6 +290,20 @@ def main(argv=None) -> None:  # noqa: C901 (a script: one run, top to bottom)
     with connection.cursor() as cursor:
         cursor.execute("CHECKPOINT")
 
+    if args.mode == "steps":
+        from django.conf import settings
+
+        settings.SEND_CONCURRENCY = concurrency
+        campaign = sending_services.campaign_launch(
+            version=data["version"],
+            segment=data["segment"],
+            by=Actor.for_user(data["support"]),
+            rate_limit=args.rate_limit,
+            batch_size=people,  # one job: nobody else takes its rows
+        )
+        send_queue.empty()
+        steps(campaign, min(people, args.bare))
+        return
     workers = start_workers(args.workers, worker_env)
     try:
         deadline = time.monotonic() + 60
