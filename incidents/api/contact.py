@@ -218,6 +218,12 @@ class _PersonWriteApi(ApiView):
         incident = get_incident_for(request.user, reference, self.write_perm)
         return incident, get_object_or_404(AffectedPerson, incident=incident, pk=pk)
 
+    def input(self, request) -> dict:
+        """The request body through this endpoint's InputSerializer; 400 when it is invalid."""
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return data.validated_data
+
     def done(self, incident, pk: int):
         return Response(_person_data(incident, pk))
 
@@ -253,11 +259,8 @@ class ContactRecordApi(_PersonWriteApi):
     )
     def post(self, request, reference: str, pk: int):
         incident, person = self.person(request, reference, pk)
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        services.contact_record(
-            person=person, by=Actor.from_request(request), **data.validated_data
-        )
+        data = self.input(request)
+        services.contact_record(person=person, by=Actor.from_request(request), **data)
         return self.done(incident, pk)
 
 
@@ -284,10 +287,9 @@ class ContactUnreachableApi(_PersonWriteApi):
     )
     def post(self, request, reference: str, pk: int):
         incident, person = self.person(request, reference, pk)
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.input(request)
         services.contact_mark_unreachable(
-            person=person, note=data.validated_data["note"], by=Actor.from_request(request)
+            person=person, note=data["note"], by=Actor.from_request(request)
         )
         return self.done(incident, pk)
 
@@ -316,11 +318,8 @@ class ContactWaiveApi(_PersonWriteApi):
     )
     def post(self, request, reference: str, pk: int):
         incident, person = self.person(request, reference, pk)
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        services.contact_waive(
-            person=person, reason=data.validated_data["reason"], by=Actor.from_request(request)
-        )
+        data = self.input(request)
+        services.contact_waive(person=person, reason=data["reason"], by=Actor.from_request(request))
         return self.done(incident, pk)
 
 
@@ -381,11 +380,10 @@ class ContactAssignApi(_PersonWriteApi):
     )
     def post(self, request, reference: str, pk: int):
         incident, person = self.person(request, reference, pk)
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.input(request)
         services.contact_assign(
             person=person,
-            assignee=assignee_of(request, data.validated_data["assignee"]),
+            assignee=assignee_of(request, data["assignee"]),
             by=Actor.from_request(request),
         )
         return self.done(incident, pk)
