@@ -176,7 +176,7 @@ def steps(campaign, messages: int) -> None:
     timed(claims, "hand_over_many", "hand-over markers (writer thread)")
     timed(worker._BatchRun, "_record", "answer handed to the recorder")
     timed(recorder, "write_and_audit", "answers written (writer thread)")
-    timed(worker._BatchRun, "_take_token", "rate token")
+    timed(worker._BatchRun, "_take_tokens", "rate tokens")
     timed(worker, "claim", "claim")
     timed(worker._BatchRun, "_drop_unsendable", "suppressed or removed since launch")
     ids = Delivery.objects.filter(campaign=campaign).order_by("id").values_list("id", flat=True)

@@ -369,6 +369,11 @@ SEND_RATE_LIMIT = envint("SEND_RATE_LIMIT", default=50)
 SEND_BATCH_SIZE = envint("SEND_BATCH_SIZE", default=500)
 # ESP calls a worker keeps in flight at once (one thread and one ESP connection each).
 SEND_CONCURRENCY = envint("SEND_CONCURRENCY", default=8)
+# A sending thread marks its next few rows handed over in one go: as many as it sends in
+# about SEND_GROUP_SECONDS (one, against a slow ESP), at most SEND_GROUP_MAX. A killed
+# worker leaves at most that much of each thread's work `uncertain` (docs/sending.md).
+SEND_GROUP_SECONDS = float(os.environ.get("SEND_GROUP_SECONDS", "0.05"))
+SEND_GROUP_MAX = envint("SEND_GROUP_MAX", default=32)
 # A claimed delivery belongs to its worker this long; after it, the sweeper decides.
 # Must exceed the ESP timeout (ANYMAIL REQUESTS_TIMEOUT, 30 s) by a wide margin.
 SEND_LEASE_SECONDS = envint("SEND_LEASE_SECONDS", default=300)

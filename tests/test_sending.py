@@ -757,7 +757,7 @@ def test_hand_overs_committed_together_keep_each_rows_own_conditions(
     try:
         answers: dict[int, bool] = {}
         threads = [
-            threading.Thread(target=lambda d=d: answers.__setitem__(d.pk, writer(d)))
+            threading.Thread(target=lambda d=d: answers.__setitem__(d.pk, d.pk in writer([d])))
             for d in rows.values()
         ]
         for thread in threads:
@@ -765,7 +765,8 @@ def test_hand_overs_committed_together_keep_each_rows_own_conditions(
         for thread in threads:
             thread.join()
         assert answers == {pk: pk in fine for pk in ids}
-        assert writer(rows[fine[0]]) is False  # handed once per claim
+        assert writer([rows[fine[0]]]) == set()  # handed once per claim
+        assert writer(list(rows.values())) == set()  # a group: each row on its own terms
     finally:
         writer.close()
     handed = set(Delivery.objects.filter(handed_at__isnull=False).values_list("id", flat=True))

@@ -11,6 +11,7 @@ the sweeper, after its lease ran out) can no longer send or release it.
 import logging
 import queue
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -142,69 +143,68 @@ def hand_over(delivery: Delivery) -> bool:
     )
 
 
-# Many hand-overs in one statement and one commit: the same conditions as `hand_over`,
-# row by row, each against the lease its own claim set.
+# Many hand-overs in one statement and one commit: the same conditions as `hand_over`, for
+# rows that share one lease (a claim sets one lease on every row it takes).
 _HAND_SQL = """
-    WITH v (id, lease) AS (VALUES {rows})
     UPDATE campaigns_delivery SET handed_at = %s
-    FROM v
-    WHERE campaigns_delivery.id = v.id
-      AND campaigns_delivery.status = 'sending'
-      AND campaigns_delivery.handed_at IS NULL
-      AND campaigns_delivery.lease_until = v.lease
-      AND campaigns_delivery.lease_until > %s
-    RETURNING campaigns_delivery.id
+    WHERE id IN ({ids}) AND status = 'sending' AND handed_at IS NULL
+      AND lease_until = %s AND lease_until > %s
+    RETURNING id
 """  # noqa: S608 (constants; values are parameters)
-_HAND_ROW = {"postgresql": "(%s::bigint, %s::timestamptz)"}
 
 
-def hand_over_many(deliveries: list[Delivery]) -> set[int]:
+def hand_over_many(deliveries: Sequence[Delivery]) -> set[int]:
     """`hand_over` for several deliveries at once; the ids that were marked."""
     if not deliveries:
         return set()
     now = timezone.now()
     margin = timedelta(seconds=settings.SEND_LEASE_SECONDS / 2)
     adapt = connection.ops.adapt_datetimefield_value
-    params: list = []
+    by_lease: dict[datetime, list[int]] = {}
     for delivery in deliveries:
-        params += (delivery.pk, adapt(delivery.lease_until))
-    row = _HAND_ROW.get(connection.vendor, "(%s, %s)")
-    sql = _HAND_SQL.format(rows=", ".join([row] * len(deliveries)))
+        by_lease.setdefault(delivery.lease_until, []).append(delivery.pk)
+    handed: set[int] = set()
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, [*params, adapt(now), adapt(now + margin)])
-        return {found for (found,) in cursor.fetchall()}
+        for lease, ids in by_lease.items():
+            sql = _HAND_SQL.format(ids=", ".join(["%s"] * len(ids)))
+            cursor.execute(sql, [adapt(now), *ids, adapt(lease), adapt(now + margin)])
+            handed.update(found for (found,) in cursor.fetchall())
+    return handed
 
 
 class _Ask:
-    __slots__ = ("delivery", "done", "handed")
+    __slots__ = ("deliveries", "done", "handed")
 
-    def __init__(self, delivery: Delivery):
-        self.delivery, self.done, self.handed = delivery, threading.Event(), False
+    def __init__(self, deliveries: Sequence[Delivery]):
+        self.deliveries, self.done, self.handed = deliveries, threading.Event(), set()
 
 
 class HandOver:
-    """Group commit for a job's hand-overs: `hand_over(delivery)` semantics, fewer commits.
+    """Group commit for a job's hand-overs: `hand_over_many` semantics, fewer commits.
 
-    A sending thread calls it right before its ESP call and waits until its own
-    row's marker is committed (or refused), exactly as with `hand_over`. One
-    writer thread marks every row asked for while its previous statement ran in
-    one UPDATE and one commit: with N sending threads, up to N markers share a
-    WAL flush instead of paying one each. Nothing waits to gather a batch.
-    `close` ends the thread and its database connection.
+    A sending thread calls it with the few rows it is about to send, right
+    before their ESP calls, and waits until their markers are committed (or
+    refused). One writer thread marks every row asked for while its previous
+    statement ran, in one transaction: with N sending threads, up to N asks
+    share a WAL flush instead of paying one each. Nothing waits to gather a
+    batch. `close` ends the thread and its database connection.
     """
 
-    def __init__(self, *, rows: int = 256):
+    def __init__(self, *, rows: int = 512):
         self.rows = rows
         self._queue: queue.SimpleQueue[_Ask | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="hand-over", daemon=True)
         self._thread.start()
 
-    def __call__(self, delivery: Delivery) -> bool:
-        ask = _Ask(delivery)
+    def __call__(self, deliveries: Sequence[Delivery]) -> set[int]:
+        """The ids of `deliveries` now marked handed over: send those, and only those."""
+        if not deliveries:
+            return set()
+        ask = _Ask(deliveries)
         self._queue.put(ask)
         while not ask.done.wait(0.5):
             if not self._thread.is_alive():
-                return False  # not marked: not sent, and the sweeper may queue it again
+                return set()  # not marked: not sent, and the sweeper may queue them again
         return ask.handed
 
     def close(self) -> None:
@@ -218,8 +218,8 @@ class HandOver:
                 first = self._queue.get()
                 if first is None:
                     return
-                batch = [first]
-                while len(batch) < self.rows:
+                batch, rows = [first], len(first.deliveries)
+                while rows < self.rows:
                     try:
                         ask = self._queue.get_nowait()
                     except queue.Empty:
@@ -228,20 +228,45 @@ class HandOver:
                         stop = True
                         break
                     batch.append(ask)
+                    rows += len(ask.deliveries)
                 try:
-                    handed = hand_over_many([ask.delivery for ask in batch])
+                    handed = hand_over_many([d for ask in batch for d in ask.deliveries])
                 except Exception:
                     # Not known to be marked, so not sent. Had the commit gone through
                     # anyway, the rows stay `sending` and handed: the sweeper makes them
                     # uncertain, never sent twice. A fresh connection for the next batch.
-                    log.exception("hand-over of %d deliveries failed", len(batch))
+                    log.exception("hand-over of %d deliveries failed", rows)
                     handed = set()
                     connections.close_all()
                 for ask in batch:
-                    ask.handed = ask.delivery.pk in handed
+                    ask.handed = {d.pk for d in ask.deliveries if d.pk in handed}
                     ask.done.set()
         finally:
             connections.close_all()  # this thread's own database connection
+
+
+def hand_back(deliveries: Sequence[Delivery], *, not_before: datetime | None = None) -> int:
+    """Rows this worker marked handed over but never gave to the ESP go back to the queue.
+
+    Only the worker that marked them knows no ESP call was made (it stopped
+    first: a pause, a 429), so only its own claim may undo the marker: the row
+    must still be `sending` under the lease that claim set.
+    """
+    from django.db.models import F
+
+    returned = 0
+    for delivery in deliveries:
+        returned += Delivery.objects.filter(
+            pk=delivery.pk, status=Status.SENDING, lease_until=delivery.lease_until
+        ).update(
+            status=Status.QUEUED,
+            attempts=F("attempts") - 1,
+            lease_until=None,
+            handed_at=None,
+            next_attempt_at=not_before,
+            updated_at=timezone.now(),
+        )
+    return returned
 
 
 def release(ids: list[int], *, not_before: datetime | None = None) -> int:

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, Delivery, Suppression
 from campaigns.rendering import RenderError
-from campaigns.sending.claims import HandOver, claim, release
+from campaigns.sending.claims import HandOver, claim, hand_back, release
 from campaigns.sending.limits import limiter
 from campaigns.sending.message import Composer
 from campaigns.sending.outcomes import Outcome, change_for, classify
@@ -116,7 +116,7 @@ class _BatchRun:
         # Rate tokens are taken from the bucket a few at a time per thread (one Redis call
         # for several messages), never more than a thread's share of the bucket.
         capacity = max(1, math.ceil(campaign.rate_limit / 10))
-        self.token_batch = max(1, min(16, capacity // self.concurrency))
+        self.token_batch = max(1, min(settings.SEND_GROUP_MAX, capacity // self.concurrency))
         self._tokens = threading.local()
 
     # -- control --
@@ -280,45 +280,84 @@ class _BatchRun:
             connections.close_all()
             return
         try:
+            size = 1  # the first group measures how long a message takes
             while not self.stop.is_set():
-                try:
-                    delivery = work.get_nowait()
-                except queue.Empty:
+                group = self._next_group(work, size, unsent)
+                if not group:
                     break
-                if not self._take_token() or not self._lease_holds(delivery):
-                    unsent.append(delivery.pk)
-                    continue
-                if not self.hand_over(delivery):
-                    # The sweeper took this row back after our lease ran out (or our lease
-                    # is too short now): it is no longer ours to send, nor to release.
-                    self._count("not_handed")
-                    continue
-                try:
-                    outcome = self._send_one(backend, delivery)
-                except Exception as exc:  # a bug of ours, not the ESP's answer
-                    log.exception("delivery %s: unexpected error", delivery.pk)
-                    outcome = Outcome("uncertain", f"{type(exc).__name__}: {exc}")
-                self._record(delivery, outcome)
+                started, sent = time.monotonic(), self._send_group(backend, group)
+                if sent:
+                    size = self._group_size((time.monotonic() - started) / sent)
         finally:
             try:
                 backend.close()
             finally:
                 connections.close_all()  # this thread's own database connection
 
-    def _take_token(self) -> bool:
+    def _next_group(self, work: queue.SimpleQueue, size: int, unsent: list[int]) -> list:
+        """Up to `size` rows with a rate token each and enough lease left; [] when done."""
+        tokens = self._take_tokens(size)
+        group: list[Delivery] = []
+        while len(group) < tokens:
+            try:
+                delivery = work.get_nowait()
+            except queue.Empty:
+                break
+            if self._lease_holds(delivery):
+                group.append(delivery)
+            else:
+                unsent.append(delivery.pk)
+        self._tokens.left += tokens - len(group)
+        return group
+
+    def _group_size(self, seconds_a_message: float) -> int:
+        # About SEND_GROUP_SECONDS of sending: one message against a slow ESP, where the
+        # marker costs nothing beside the call, up to SEND_GROUP_MAX against a fast one.
+        fit = int(settings.SEND_GROUP_SECONDS / max(seconds_a_message, 1e-6))
+        return max(1, min(settings.SEND_GROUP_MAX, self.token_batch, fit))
+
+    def _send_group(self, backend, group: list[Delivery]) -> int:
+        """Mark `group` handed over in one go, then send it; the number of ESP calls made."""
+        handed = self.hand_over(group)
+        if len(handed) < len(group):
+            # The sweeper took these rows back after our lease ran out: they are no
+            # longer ours to send, nor to release.
+            self._count("not_handed", len(group) - len(handed))
+        calls = 0
+        for index, delivery in enumerate(d for d in group if d.pk in handed):
+            if self.stop.is_set():
+                # Marked, but never given to the ESP: this worker alone knows it.
+                rest = [d for d in group if d.pk in handed][index:]
+                self._count("released", hand_back(rest, not_before=self.hold_until))
+                break
+            try:
+                outcome = self._send_one(backend, delivery)
+            except Exception as exc:  # a bug of ours, not the ESP's answer
+                log.exception("delivery %s: unexpected error", delivery.pk)
+                outcome = Outcome("uncertain", f"{type(exc).__name__}: {exc}")
+            calls += 1
+            self._record(delivery, outcome)
+        return calls
+
+    def _take_tokens(self, want: int) -> int:
+        """Up to `want` rate tokens (at least one, waiting for it); 0 once the job stops."""
         left = getattr(self._tokens, "left", 0)
         if left > 0:
-            self._tokens.left = left - 1
-            return True
+            self._tokens.left = left - min(left, want)
+            return min(left, want)
         while not self.stop.is_set():
             granted, wait = self.limiter.take_some(
-                self.campaign.pk, self.campaign.rate_limit, self.campaign.mailer, self.token_batch
+                self.campaign.pk,
+                self.campaign.rate_limit,
+                self.campaign.mailer,
+                max(want, self.token_batch),
             )
             if granted:
-                self._tokens.left = granted - 1
-                return True
+                self._tokens.left = granted - min(granted, want)
+                return min(granted, want)
             self.stop.wait(wait)
-        return False
+        self._tokens.left = 0
+        return 0
 
     def _lease_holds(self, delivery: Delivery) -> bool:
         # Never start an ESP call the sweeper could outrun: half the lease must be left.
