@@ -938,3 +938,25 @@ def test_the_demo_sends_in_embedded_mode_into_the_outbox(
         assert delivery.verification_code in message.text
         assert message.headers["X-Amends-Incident"] == incident.reference
     assert Suppression.objects.count() == 0
+
+
+def test_rows_marked_but_never_given_to_the_esp_go_back_to_the_queue_only_for_their_own_claim(
+    segment, people, support_sam, version, monkeypatch
+):
+    from campaigns import jobs
+    from campaigns.sending.claims import hand_back, hand_over_many
+
+    monkeypatch.setattr(jobs, "enqueue_batches", lambda *args: None)
+    campaign = services.campaign_launch(version=version, segment=segment, by=as_user(support_sam))
+    ids = sending.claim(campaign.pk, 0, 10**12, 3)
+    rows = list(Delivery.objects.filter(pk__in=ids).order_by("id"))
+    assert hand_over_many(rows) == set(ids)
+    ours, theirs, kept = rows
+    theirs.lease_until -= timedelta(microseconds=1)  # as if another claim held it now
+
+    assert hand_back([ours, theirs]) == 1
+
+    ours.refresh_from_db()
+    assert (ours.status, ours.handed_at, ours.attempts) == (Delivery.Status.QUEUED, None, 0)
+    assert Delivery.objects.get(pk=theirs.pk).status == Delivery.Status.SENDING
+    assert Delivery.objects.get(pk=kept.pk).handed_at is not None
