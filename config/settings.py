@@ -419,6 +419,11 @@ ANYMAIL.update(
 )
 # Events per transaction of the apply job (a few queries per chunk, not per event).
 TRACKING_APPLY_CHUNK = envint("TRACKING_APPLY_CHUNK", default=1000)
+# A web process queues the apply job at most once per this many seconds (later requests
+# within it leave the push to a timer at its end); the sweeper queues it for events left
+# unapplied longer than APPLY_FORGOTTEN_SECONDS.
+APPLY_PUSH_SECONDS = float(os.environ.get("APPLY_PUSH_SECONDS", "0.05"))
+APPLY_FORGOTTEN_SECONDS = envint("APPLY_FORGOTTEN_SECONDS", default=30)
 # A soft bounce sends the same delivery again, up to this many times, after the delay
 # (doubling each time); then it is final and the person is unreachable.
 SOFT_BOUNCE_RETRIES = envint("SOFT_BOUNCE_RETRIES", default=2)

@@ -7,6 +7,9 @@ from campaigns import metrics, views_verify
 from incidents import health
 
 urlpatterns = [
+    # First: the busiest URL by far (one request per ESP event for some ESPs) is resolved
+    # before Django walks every pattern of the app.
+    path("webhooks/", include("campaigns.webhook_urls")),
     path("", include("incidents.urls")),
     path("", include("campaigns.urls")),
     path("api/", include("config.api_urls")),
@@ -18,7 +21,6 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", health.healthz, name="healthz"),
-    path("webhooks/", include("campaigns.webhook_urls")),
     # Public: customers check an apology's code (no login, rate-limited).
     path("verify/", views_verify.verify, name="verify"),
     # Prometheus: a bearer token (METRICS_TOKEN) or incidents.view_metrics.

@@ -100,6 +100,9 @@ def transactional_audit(transactional_db):
 def _fast_password_hashing(settings):
     # The real hasher is slow by design; tests create many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Every webhook request queues its apply job at once, so `run_jobs` finds it; the
+    # once-per-interval push has its own tests (test_tracking.py).
+    settings.APPLY_PUSH_SECONDS = 0
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -414,3 +414,58 @@ def test_a_stored_event_is_evidence_for_the_sweeper_that_the_esp_took_the_messag
 
     delivery = refreshed(row)
     assert (delivery.status, delivery.esp_message_id) == (Status.SENT, "esp-took-it@example")
+
+
+def test_a_burst_of_webhooks_queues_the_apply_job_once_per_interval_and_never_forgets_the_last(
+    settings, monkeypatch
+):
+    import threading
+
+    from campaigns import jobs
+
+    settings.APPLY_PUSH_SECONDS = 0.2
+    pushed: list[float] = []
+    last = threading.Event()
+    monkeypatch.setattr(jobs, "_push_apply", lambda: (pushed.append(1), last.set()))
+    pusher = jobs._ApplyPusher()
+
+    pusher()  # the first request of the burst pushes at once
+    assert len(pushed) == 1
+    last.clear()
+    for _ in range(5):  # the rest, within the interval, leave it to one timer
+        pusher()
+    assert len(pushed) == 1
+    assert last.wait(2)  # … which pushes after their events were stored
+    assert len(pushed) == 2
+
+
+def test_the_sweeper_queues_the_apply_job_for_events_whose_push_was_lost(
+    client, run_jobs, deliveries, settings, monkeypatch
+):
+    from campaigns import jobs
+    from campaigns.sending import sweep
+
+    monkeypatch.setattr(jobs, "enqueue_apply", lambda: None)  # the web process died
+    response = client.post(
+        "/webhooks/postmark/tracking/",
+        json.dumps(pm_delivered(deliveries[0])),
+        content_type="application/json",
+        **auth(),
+    )
+    assert response.status_code == 200
+    monkeypatch.undo()
+    event = DeliveryEvent.objects.get()
+    assert event.applied_at is None
+
+    with run_jobs():
+        assert sweep()["apply_queued"] == 0  # too recent: its own push may still come
+    event.refresh_from_db()
+    assert event.applied_at is None
+
+    later = timezone.now() + timedelta(seconds=settings.APPLY_FORGOTTEN_SECONDS + 1)
+    with run_jobs():
+        assert sweep(now=later)["apply_queued"] == 1
+
+    event.refresh_from_db()
+    assert event.applied_at is not None
+    assert refreshed(deliveries[0]).status == Status.DELIVERED

@@ -7,7 +7,7 @@ from django.db import transaction
 from django.db.models import F, Min
 from django.utils import timezone
 
-from campaigns.models import Campaign, Delivery, OutboxMessage
+from campaigns.models import Campaign, Delivery, DeliveryEvent, OutboxMessage
 from campaigns.sending.claims import batch_ranges
 from incidents import audit
 from incidents.actors import Actor
@@ -102,6 +102,9 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
     3. Running campaigns: completed when nothing is pending; when no worker
        claimed anything for SWEEP_STALE_SECONDS, their due queued rows are
        enqueued again (a duplicate job is harmless: claims are conditional).
+    4. ESP events stored more than APPLY_FORGOTTEN_SECONDS ago and not applied
+       (the web process that stored them died before its apply push): the
+       apply job is queued.
     """
     from campaigns.jobs import enqueue_batches
 
@@ -180,4 +183,16 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
         if ranges:
             enqueue_batches(campaign.pk, ranges)
             report["batches"] += len(ranges)
+    report["apply_queued"] = _queue_forgotten_events(now)
     return report
+
+
+def _queue_forgotten_events(now: datetime) -> int:
+    """Queue the apply job when stored events have waited too long (its push was lost)."""
+    from campaigns.jobs import enqueue_apply
+
+    waited = now - timedelta(seconds=settings.APPLY_FORGOTTEN_SECONDS)
+    if DeliveryEvent.objects.filter(applied_at__isnull=True, received_at__lt=waited).exists():
+        enqueue_apply()
+        return 1
+    return 0

@@ -89,6 +89,10 @@ def bulk_insert(model: type[models.Model], objects: list, *, conflict: str = "")
     meta = model._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
     quote = connection.ops.quote_name
+    on_conflict = f" ON CONFLICT ({quote(conflict)}) DO NOTHING" if conflict else ""
+    if len(objects) <= _FEW_ROWS:
+        _insert_values(model, fields, objects, on_conflict)
+        return
     names = [f"v{i}" for i in range(len(fields))]
     arrays = [
         [
@@ -104,7 +108,34 @@ def bulk_insert(model: type[models.Model], objects: list, *, conflict: str = "")
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
-            f"SELECT {selected} FROM unnest({unnest}) AS v({', '.join(names)})"
-            + (f" ON CONFLICT ({quote(conflict)}) DO NOTHING" if conflict else ""),
+            f"SELECT {selected} FROM unnest({unnest}) AS v({', '.join(names)})" + on_conflict,
             arrays,
+        )
+
+
+# Up to this many rows, a plain VALUES list: dumping a few scalars costs psycopg far less
+# than building one array per column (a one-event webhook: a third of its request's CPU).
+_FEW_ROWS = 8
+
+
+def _insert_values(model, fields: list, objects: list, on_conflict: str) -> None:
+    quote = connection.ops.quote_name
+    row = (
+        "("
+        + ", ".join("%s::jsonb" if isinstance(f, models.JSONField) else "%s" for f in fields)
+        + ")"
+    )
+    params = [
+        _column_value(f, value)
+        if isinstance(f, models.JSONField)
+        else f.get_db_prep_save(value, connection)
+        for obj in objects
+        for f, value in ((f, getattr(obj, f.attname)) for f in fields)
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(model._meta.db_table)} "  # noqa: S608 (model names)
+            f"({', '.join(quote(f.column) for f in fields)}) "
+            f"VALUES {', '.join([row] * len(objects))}" + on_conflict,
+            params,
         )
