@@ -424,6 +424,8 @@ TRACKING_APPLY_CHUNK = envint("TRACKING_APPLY_CHUNK", default=1000)
 # unapplied longer than APPLY_FORGOTTEN_SECONDS.
 APPLY_PUSH_SECONDS = float(os.environ.get("APPLY_PUSH_SECONDS", "0.05"))
 APPLY_FORGOTTEN_SECONDS = envint("APPLY_FORGOTTEN_SECONDS", default=30)
+# The apply job waits this long before it looks, so one job applies a whole burst.
+APPLY_GATHER_SECONDS = float(os.environ.get("APPLY_GATHER_SECONDS", "0.5"))
 # A soft bounce sends the same delivery again, up to this many times, after the delay
 # (doubling each time); then it is final and the person is unreachable.
 SOFT_BOUNCE_RETRIES = envint("SOFT_BOUNCE_RETRIES", default=2)

@@ -103,6 +103,7 @@ def _fast_password_hashing(settings):
     # Every webhook request queues its apply job at once, so `run_jobs` finds it; the
     # once-per-interval push has its own tests (test_tracking.py).
     settings.APPLY_PUSH_SECONDS = 0
+    settings.APPLY_GATHER_SECONDS = 0
 
 
 @pytest.fixture(scope="session", autouse=True)

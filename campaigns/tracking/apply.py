@@ -77,9 +77,13 @@ def apply_pending(*, chunk: int | None = None) -> dict:
         try:
             with transaction.atomic():
                 events = _claim(chunk, failing)
-                if not events:
-                    break
-                _apply(events, report)
+                if events:
+                    _apply(events, report)
+            if len(events) < chunk:
+                # Drained. Events stored from now on queue a job of their own, which
+                # gathers them first: chasing them one by one here would pay a chunk's
+                # fixed cost for every few events.
+                break
         except Exception:
             log.exception("Applying a chunk of events failed; trying them one at a time")
             ids = list(_pending(failing).values_list("pk", flat=True)[:chunk])
