@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DATA, PYTHON, ROOT, machine  # noqa: E402
+from bench.common import DATA, PYTHON, ROOT, BackendCPU, machine  # noqa: E402
 from bench.send_data import (  # noqa: E402
     DEFAULT_URL,
     fresh_database,
@@ -49,39 +49,9 @@ from bench.send_data import (  # noqa: E402
 
 TEST_BACKEND = "anymail.backends.test.EmailBackend"
 POSTMARK_BACKEND = "anymail.backends.postmark.EmailBackend"
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # --- CPU of other processes ---------------------------------------------------------------
-
-
-class BackendCPU:
-    """CPU seconds of the PostgreSQL backends serving one database, sampled by `poll`.
-
-    Each backend's last reading counts once it is gone (a work horse's
-    connections end with its job), so up to one poll interval of each
-    backend's CPU is missed. Other databases on the same server do not count.
-    """
-
-    def __init__(self, database: str):
-        self.database = database
-        self.seen: dict[int, float] = {}
-
-    def poll(self, cursor) -> None:
-        cursor.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            [self.database],
-        )
-        for (pid,) in cursor.fetchall():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            self.seen[pid] = (int(fields[11]) + int(fields[12])) / TICKS
-
-    @property
-    def seconds(self) -> float:
-        return sum(self.seen.values())
 
 
 def _redis_cpu(connection) -> float:

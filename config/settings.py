@@ -487,6 +487,10 @@ EXPORT_TTL_DAYS = envint("EXPORT_TTL_DAYS", default=7)
 # Affected people per ledger COPY (PostgreSQL). Each chunk scans the deliveries, events and
 # records of the whole incident again, so large; progress is reported within a chunk anyway.
 EXPORT_CHUNK_PEOPLE = envint("EXPORT_CHUNK_PEOPLE", default=1_000_000)
+# The ledger of an incident this large is written in EXPORT_STREAMS parallel COPY streams
+# (PostgreSQL), each on its own connection, all in one snapshot.
+EXPORT_STREAMS = envint("EXPORT_STREAMS", default=2)
+EXPORT_STREAMS_MIN_PEOPLE = envint("EXPORT_STREAMS_MIN_PEOPLE", default=100_000)
 # Seconds an export job may run on a worker (a million people: 15–60 s, see docs/performance.md).
 EXPORT_JOB_TIMEOUT = envint("EXPORT_JOB_TIMEOUT", default=3600)
 # The printable report lists at most this many timeline entries; the CSV/JSONL has them all.

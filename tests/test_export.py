@@ -223,6 +223,32 @@ def test_the_ledger_has_one_row_per_affected_person_with_every_event(evidence, t
     assert total_events == DeliveryEvent.objects.filter(incident=evidence).count()
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="parallel COPY streams")
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_ledger_written_in_parallel_streams_is_the_same_file_as_one_written_in_one(
+    transactional_audit, evidence, tmp_path, settings, fmt
+):
+    # The streams read on connections of their own, so the data is committed here.
+    from incidents.export.files import HashedFile
+    from incidents.export.ledger import write_ledger
+
+    def ledger(name: str) -> tuple[bytes, int]:
+        out = HashedFile(tmp_path / name)
+        rows = write_ledger(evidence, out, fmt=fmt, pii=False)
+        out.close()
+        return (tmp_path / name).read_bytes(), rows
+
+    settings.EXPORT_STREAMS = 1
+    alone, people = ledger("one")
+    settings.EXPORT_STREAMS, settings.EXPORT_STREAMS_MIN_PEOPLE = 3, 1
+    settings.EXPORT_CHUNK_PEOPLE = 1  # and several COPYs a stream
+    together, rows = ledger("three")
+
+    assert rows == people == AffectedPerson.objects.filter(incident=evidence).count() > 3
+    assert together == alone
+    assert sorted(tmp_path.iterdir()) == [tmp_path / "one", tmp_path / "three"]  # no spool left
+
+
 def test_a_pseudonymised_export_contains_no_address(evidence, tmp_path):
     for fmt in ("csv", "jsonl", "pdf"):
         _export(evidence, tmp_path, fmt=fmt, name=fmt)
