@@ -145,9 +145,11 @@ def hand_over(delivery: Delivery) -> bool:
 
 # Many hand-overs in one statement and one commit: the same conditions as `hand_over`, for
 # rows that share one lease (a claim sets one lease on every row it takes).
+# PostgreSQL gets the ids as one array, so the statement's text never changes (psycopg
+# converts it from its cache); SQLite, a list of placeholders.
 _HAND_SQL = """
     UPDATE campaigns_delivery SET handed_at = %s
-    WHERE id IN ({ids}) AND status = 'sending' AND handed_at IS NULL
+    WHERE id {ids} AND status = 'sending' AND handed_at IS NULL
       AND lease_until = %s AND lease_until > %s
     RETURNING id
 """  # noqa: S608 (constants; values are parameters)
@@ -166,8 +168,11 @@ def hand_over_many(deliveries: Sequence[Delivery]) -> set[int]:
     handed: set[int] = set()
     with transaction.atomic(), connection.cursor() as cursor:
         for lease, ids in by_lease.items():
-            sql = _HAND_SQL.format(ids=", ".join(["%s"] * len(ids)))
-            cursor.execute(sql, [adapt(now), *ids, adapt(lease), adapt(now + margin)])
+            if connection.vendor == "postgresql":
+                sql, id_params = _HAND_SQL.format(ids="= ANY(%s)"), [ids]
+            else:
+                sql, id_params = _HAND_SQL.format(ids=f"IN ({', '.join(['%s'] * len(ids))})"), ids
+            cursor.execute(sql, [adapt(now), *id_params, adapt(lease), adapt(now + margin)])
             handed.update(found for (found,) in cursor.fetchall())
     return handed
 

@@ -45,15 +45,17 @@ RECORD_SECONDS = 0.1  # the longest an answer waits for others before it is writ
 _WRITE_TRIES = 3
 
 _COLUMNS = "id, status, error, message_id, next_attempt_at, attempts_delta, at, lease_until"
-# PostgreSQL types a VALUES list from its first row: spell every type out.
-_PG_ROW = (
-    "(%s::bigint, %s::varchar, %s::text, %s::varchar, %s::timestamptz, %s::integer, "
-    "%s::timestamptz, %s::timestamptz)"
+# PostgreSQL: one array a column, so the statement's text is the same for any number of rows
+# (psycopg converts a statement it has seen from its cache; a VALUES list of 4,000
+# placeholders it parsed anew every time, a tenth of a sending worker's CPU).
+_PG_ROWS = (
+    "SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::text[], %s::varchar[], "
+    "%s::timestamptz[], %s::integer[], %s::timestamptz[], %s::timestamptz[])"
 )
 _SQLITE_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s)"
 _D = "campaigns_delivery"
 _SQL = f"""
-    WITH v ({_COLUMNS}) AS (VALUES {{rows}})
+    WITH v ({_COLUMNS}) AS ({{rows}})
     UPDATE {_D} SET
         status = v.status,
         attempts = {_D}.attempts + v.attempts_delta,
@@ -72,6 +74,7 @@ _SQL = f"""
            OR (v.status = '{Status.SENT}' AND {_D}.status = '{Status.UNCERTAIN}'))
     RETURNING {_D}.id
 """  # noqa: S608 (constants; values are parameters)
+_SQL_PG = _SQL.format(rows=_PG_ROWS)
 
 
 def write(changes: Sequence[Change]) -> set[int]:
@@ -80,13 +83,11 @@ def write(changes: Sequence[Change]) -> set[int]:
     A row whose status is no longer the one the change expects is left as it is.
     """
     applied: set[int] = set()
-    row = _PG_ROW if connection.vendor == "postgresql" else _SQLITE_ROW
     adapt = connection.ops.adapt_datetimefield_value
     for start in range(0, len(changes), RECORD_ROWS):
         part = changes[start : start + RECORD_ROWS]
-        params: list = []
-        for change in part:
-            params += (
+        values = [
+            (
                 change.delivery_id,
                 change.status,
                 change.error,
@@ -96,8 +97,15 @@ def write(changes: Sequence[Change]) -> set[int]:
                 adapt(change.at),
                 adapt(change.lease_until),
             )
+            for change in part
+        ]
+        if connection.vendor == "postgresql":
+            sql, params = _SQL_PG, [list(column) for column in zip(*values, strict=True)]
+        else:
+            rows = "VALUES " + ", ".join([_SQLITE_ROW] * len(part))
+            sql, params = _SQL.format(rows=rows), [value for row in values for value in row]
         with connection.cursor() as cursor:
-            cursor.execute(_SQL.format(rows=", ".join([row] * len(part))), params)
+            cursor.execute(sql, params)
             applied.update(found for (found,) in cursor.fetchall())
     return applied
 
