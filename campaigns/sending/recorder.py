@@ -2,8 +2,8 @@
 
 The sending threads hand each answer to a `Recorder` and go on to the next
 message; the recorder's own thread writes what has gathered in one
-`UPDATE … FROM (VALUES …)` (PostgreSQL and SQLite alike) every RECORD_SECONDS
-or RECORD_ROWS answers, whichever comes first, and while one write runs the
+`UPDATE … FROM` (PostgreSQL: unnest of one array a column; SQLite: a VALUES
+list) every RECORD_SECONDS or RECORD_ROWS answers, whichever comes first, and while one write runs the
 next batch gathers. One commit per batch instead of one per message is most of
 what a worker saves: at a thousand messages a second, per-message commits keep
 the database busier than the ESP calls keep the worker.
@@ -23,9 +23,9 @@ Safety is the same as writing each answer at once:
 """
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from django.db import connection, connections, transaction
@@ -151,19 +151,27 @@ class Recorder:
         self.failed = False
         self.written = 0  # answers handed to the database (applied or not)
         self.batches = 0
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        # Sending threads append here and go on: no lock, no wake-up per answer (waking
+        # this thread for every answer cost more CPU than writing it). The writer looks
+        # every `seconds`, or at once when `rows` have gathered or someone flushes.
+        self._items: deque = deque()
+        self._wake = threading.Event()
+        self._stopping = False
         self._thread = threading.Thread(
             target=self._run, name=f"recorder-{campaign_id}", daemon=True
         )
         self._thread.start()
 
     def put(self, change: Change, delivery: Delivery) -> None:
-        self._queue.put((change, delivery))
+        self._items.append((change, delivery))
+        if len(self._items) >= self.rows:
+            self._wake.set()
 
     def flush(self) -> bool:
         """Wait until every answer put so far is committed. False when the recorder gave up."""
         done = threading.Event()
-        self._queue.put(done)
+        self._items.append(done)
+        self._wake.set()
         while not done.wait(0.5):
             if not self._thread.is_alive():
                 return False
@@ -171,7 +179,8 @@ class Recorder:
 
     def close(self) -> bool:
         ok = self.flush()
-        self._queue.put(None)
+        self._stopping = True
+        self._wake.set()
         self._thread.join()
         return ok
 
@@ -179,39 +188,21 @@ class Recorder:
     def _run(self) -> None:
         try:
             while True:
-                batch, barriers, stop = self._gather()
+                self._wake.wait(self.seconds)
+                self._wake.clear()
+                stopping = self._stopping  # read before draining: nothing is put after it
+                batch, barriers = [], []
+                while self._items:
+                    item = self._items.popleft()
+                    (barriers if isinstance(item, threading.Event) else batch).append(item)
                 if batch:
                     self._write(batch)
                 for barrier in barriers:
                     barrier.set()
-                if stop:
+                if stopping:
                     return
         finally:
             connections.close_all()  # this thread's own database connection
-
-    def _gather(self) -> tuple[list, list[threading.Event], bool]:
-        """The next batch: up to `rows` answers, or what came within `seconds` of the first."""
-        batch: list = []
-        item = self._queue.get()
-        deadline = time.monotonic() + self.seconds
-        while True:
-            if item is None:
-                return batch, [], True
-            if isinstance(item, threading.Event):
-                return batch, [item], False  # someone waits: write now
-            batch.append(item)
-            if len(batch) >= self.rows:
-                return batch, [], False
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return batch, [], False
-                try:
-                    item = self._queue.get(timeout=left)
-                except queue.Empty:
-                    return batch, [], False
 
     def _write(self, batch: list) -> None:
         if self.failed:
