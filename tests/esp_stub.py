@@ -122,7 +122,16 @@ class PostmarkStub:
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                payload = json.loads(self.rfile.read(length) or b"{}")
+                body = self.rfile.read(length)
+                if len(body) < length:
+                    # The sender died mid-request (a SIGKILLed worker): like a real ESP,
+                    # take nothing from a message that never fully arrived.
+                    self.close_connection = True
+                    return
+                try:
+                    payload = json.loads(body or b"{}")
+                except ValueError:
+                    return self._answer(400, {}, {"ErrorCode": 402, "Message": "Invalid JSON"})
                 if self.path.rstrip("/") != "/email":
                     return self._answer(404, {}, {"ErrorCode": 404, "Message": "Not found"})
                 if self.headers.get("X-Postmark-Server-Token") != TOKEN:

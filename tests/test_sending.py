@@ -960,3 +960,24 @@ def test_rows_marked_but_never_given_to_the_esp_go_back_to_the_queue_only_for_th
     assert (ours.status, ours.handed_at, ours.attempts) == (Delivery.Status.QUEUED, None, 0)
     assert Delivery.objects.get(pk=theirs.pk).status == Delivery.Status.SENDING
     assert Delivery.objects.get(pk=kept.pk).handed_at is not None
+
+
+def test_the_esp_stub_takes_nothing_from_a_request_cut_off_before_its_body():
+    # A worker SIGKILLed mid-request leaves the ESP headers and no message; counting that as
+    # a message taken made the chaos test see "duplicates" of an empty delivery id.
+    import socket
+    from urllib.parse import urlsplit
+
+    stub = PostmarkStub().start()
+    try:
+        address = urlsplit(stub.url)
+        with socket.create_connection((address.hostname, address.port)) as sock:
+            sock.sendall(
+                b"POST /email HTTP/1.1\r\nHost: stub\r\nContent-Type: application/json\r\n"
+                b"X-Postmark-Server-Token: stub-server-token\r\nContent-Length: 200\r\n\r\n"
+            )
+            sock.shutdown(socket.SHUT_WR)
+            assert sock.recv(1024) == b""  # no answer: nothing was sent
+        assert stub.taken == 0 and not stub.accepted
+    finally:
+        stub.stop()
