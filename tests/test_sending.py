@@ -981,3 +981,21 @@ def test_the_esp_stub_takes_nothing_from_a_request_cut_off_before_its_body():
         assert stub.taken == 0 and not stub.accepted
     finally:
         stub.stop()
+
+
+def test_a_worker_releases_only_rows_still_under_its_own_claim(
+    segment, people, support_sam, version, monkeypatch
+):
+    from campaigns import jobs
+
+    monkeypatch.setattr(jobs, "enqueue_batches", lambda *args: None)
+    campaign = services.campaign_launch(version=version, segment=segment, by=as_user(support_sam))
+    ours, taken = sending.claim(campaign.pk, 0, 10**12, 2)
+    lease = Delivery.objects.get(pk=ours).lease_until
+    # Our lease ran out; the sweeper queued `taken` again and another job claimed it.
+    Delivery.objects.filter(pk=taken).update(lease_until=lease + timedelta(seconds=30))
+
+    assert sending.release([ours, taken], lease=lease) == 1
+
+    assert Delivery.objects.get(pk=ours).status == Delivery.Status.QUEUED
+    assert Delivery.objects.get(pk=taken).status == Delivery.Status.SENDING

@@ -274,19 +274,24 @@ def hand_back(deliveries: Sequence[Delivery], *, not_before: datetime | None = N
     return returned
 
 
-def release(ids: list[int], *, not_before: datetime | None = None) -> int:
+def release(
+    ids: list[int], *, lease: datetime | None = None, not_before: datetime | None = None
+) -> int:
     """Claimed rows that were never handed to the ESP go back to the queue, attempt uncounted.
 
     Never a handed row: once `handed_at` is set, only the ESP's answer (or the
-    sweeper, without one) decides what the row becomes.
+    sweeper, without one) decides what the row becomes. With `lease`, only rows
+    still under the claim that set it (a worker releases its own rows, not rows
+    the sweeper took back and another job claimed since).
     """
     if not ids:
         return 0
     from django.db.models import F
 
-    return Delivery.objects.filter(
-        id__in=ids, status=Status.SENDING, handed_at__isnull=True
-    ).update(
+    rows = Delivery.objects.filter(id__in=ids, status=Status.SENDING, handed_at__isnull=True)
+    if lease is not None:
+        rows = rows.filter(lease_until=lease)
+    return rows.update(
         status=Status.QUEUED,
         attempts=F("attempts") - 1,
         lease_until=None,

@@ -225,7 +225,9 @@ class _BatchRun:
         while not work.empty():
             unsent.append(work.get().pk)
         if unsent:
-            released = release(unsent, not_before=self.hold_until)
+            # One claim set one lease on the whole chunk: only rows still under it go back.
+            lease = deliveries[0].lease_until
+            released = release(unsent, lease=lease, not_before=self.hold_until)
             self._count("released", released)
             if _status(self.campaign.pk) == Campaign.Status.CANCELLED:
                 # Cancel ran before this release and could not see these rows as queued.
@@ -235,6 +237,8 @@ class _BatchRun:
 
     def _drop_unsendable(self, deliveries: list[Delivery]) -> list[Delivery]:
         """Suppressed since launch: `suppressed`. Removed from the list: `cancelled`."""
+        if not deliveries:
+            return deliveries
         now = timezone.now()
         removed = [d.pk for d in deliveries if d.person.removed_at is not None]
         suppressed = set(
@@ -245,8 +249,11 @@ class _BatchRun:
         suppressed_ids = [
             d.pk for d in deliveries if d.person.address in suppressed and d.pk not in removed
         ]
+        # Only under this job's claim (one claim set one lease on the chunk): a row the
+        # sweeper took back and another job claimed since is no longer ours to change.
+        ours = Delivery.objects.filter(status=Status.SENDING, lease_until=deliveries[0].lease_until)
         if removed:
-            Delivery.objects.filter(id__in=removed, status=Status.SENDING).update(
+            ours.filter(id__in=removed).update(
                 status=Status.CANCELLED,
                 error="Removed from the affected list before it was sent.",
                 lease_until=None,
@@ -254,7 +261,7 @@ class _BatchRun:
             )
             self._count("cancelled", len(removed))
         if suppressed_ids:
-            Delivery.objects.filter(id__in=suppressed_ids, status=Status.SENDING).update(
+            ours.filter(id__in=suppressed_ids).update(
                 status=Status.SUPPRESSED,
                 error="Suppressed before it was sent.",
                 lease_until=None,
