@@ -81,23 +81,12 @@ def seed(total: int) -> tuple[str, int]:
     django.setup()
     from django.utils import timezone
 
-    from campaigns import services as campaign_services
+    from bench.common import approved_version, staff_and_incident
     from campaigns.models import Campaign, Delivery
-    from incidents import services
-    from incidents.actors import Actor
     from incidents.models import AffectedPerson
-    from incidents.roles import COMMS, SUPPORT
     from incidents.services.audience import default_segment
 
-    system = Actor.system("bench")
-    sam = services.user_create_with_role(
-        username="sam", email="sam@x.example", password=None, role=SUPPORT, by=system
-    )
-    cleo = services.user_create_with_role(
-        username="cleo", email="cleo@x.example", password=None, role=COMMS, by=system
-    )
-    incident = services.incident_open(
-        by=Actor.for_user(sam),
+    support, comms, incident = staff_and_incident(
         title="Webhook bench",
         summary="Bench",
         original_template="t",
@@ -119,15 +108,15 @@ def seed(total: int) -> tuple[str, int]:
         ],
         batch_size=5000,
     )
-    version = campaign_services.version_create(
-        by=Actor.for_user(sam),
+    version = approved_version(
         segment=segment,
+        support=support,
+        comms=comms,
         sender_name="Care",
         sender_address="care@bench.example",
         fallback_locale="en",
         content={"en": {"subject": "Sorry", "text": "Sorry {{ verification_code }}", "html": ""}},
     )
-    campaign_services.version_approve(version=version, by=Actor.for_user(cleo))
     campaign = Campaign.objects.create(
         incident=incident,
         segment=segment,

@@ -143,3 +143,40 @@ class BackendCPU:
     @property
     def seconds(self) -> float:
         return sum(self.seen.values())
+
+
+# --- Incidents for the benches (after django.setup()) -----------------------------------------
+
+
+def staff_and_incident(**incident_fields):
+    """A Support and a Comms user, and an incident the Support user opened; (support, comms,
+    incident). `incident_fields` go to `incident_open` (title, summary, template, …)."""
+    from incidents import services
+    from incidents.actors import Actor
+    from incidents.roles import COMMS, SUPPORT
+
+    setup = Actor.system("bench")
+    support, comms = (
+        services.user_create_with_role(
+            username=f"bench_{name}",
+            email=f"{name}@bench.example",
+            password=None,
+            role=role,
+            by=setup,
+        )
+        for name, role in (("support", SUPPORT), ("comms", COMMS))
+    )
+    incident = services.incident_open(by=Actor.for_user(support), **incident_fields)
+    return support, comms, incident
+
+
+def approved_version(*, segment, support, comms, **version_fields):
+    """An apology for `segment` written by `support` and approved by `comms`."""
+    from campaigns import services as campaign_services
+    from incidents.actors import Actor
+
+    version = campaign_services.version_create(
+        by=Actor.for_user(support), segment=segment, **version_fields
+    )
+    campaign_services.version_approve(version=version, by=Actor.for_user(comms))
+    return version

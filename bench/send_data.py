@@ -118,26 +118,13 @@ def make_people(people: int) -> dict:
     """
     from django.db import connection
 
-    from campaigns import services as campaign_services
+    from bench.common import approved_version, staff_and_incident
     from incidents import services
     from incidents.actors import Actor
     from incidents.filters import AudienceFilter
-    from incidents.roles import COMMS, SUPPORT
     from incidents.services.audience import default_segment
 
-    setup = Actor.system("bench")
-    support = services.user_create_with_role(
-        username="bench_support",
-        email="support@bench.example",
-        password=None,
-        role=SUPPORT,
-        by=setup,
-    )
-    comms = services.user_create_with_role(
-        username="bench_comms", email="comms@bench.example", password=None, role=COMMS, by=setup
-    )
-    incident = services.incident_open(
-        by=Actor.for_user(support),
+    support, comms, incident = staff_and_incident(
         title="Baby registry gift notice sent to the wrong customers",
         summary="Benchmark incident.",
         original_template=TEMPLATE,
@@ -169,16 +156,16 @@ def make_people(people: int) -> dict:
     )
     freeze_seconds = time.monotonic() - started
     segment = default_segment(incident)
-    version = campaign_services.version_create(
-        by=Actor.for_user(support),
+    version = approved_version(
         segment=segment,
+        support=support,
+        comms=comms,
         sender_name="Amends Care",
         sender_address="care@retailer.example",
         reply_to="help@retailer.example",
         fallback_locale="en",
         content=CONTENT,
     )
-    campaign_services.version_approve(version=version, by=Actor.for_user(comms))
     return {
         "incident": incident,
         "segment": segment,
