@@ -155,6 +155,14 @@ _HAND_SQL = """
 """  # noqa: S608 (constants; values are parameters)
 
 
+def _ids_by_lease(deliveries: Sequence[Delivery]) -> dict[datetime, list[int]]:
+    # One claim sets one lease on all its rows, so this is one group in practice.
+    groups: dict[datetime, list[int]] = {}
+    for delivery in deliveries:
+        groups.setdefault(delivery.lease_until, []).append(delivery.pk)
+    return groups
+
+
 def hand_over_many(deliveries: Sequence[Delivery]) -> set[int]:
     """`hand_over` for several deliveries at once; the ids that were marked."""
     if not deliveries:
@@ -162,12 +170,9 @@ def hand_over_many(deliveries: Sequence[Delivery]) -> set[int]:
     now = timezone.now()
     margin = timedelta(seconds=settings.SEND_LEASE_SECONDS / 2)
     adapt = connection.ops.adapt_datetimefield_value
-    by_lease: dict[datetime, list[int]] = {}
-    for delivery in deliveries:
-        by_lease.setdefault(delivery.lease_until, []).append(delivery.pk)
     handed: set[int] = set()
     with transaction.atomic(), connection.cursor() as cursor:
-        for lease, ids in by_lease.items():
+        for lease, ids in _ids_by_lease(deliveries).items():
             if connection.vendor == "postgresql":
                 sql, id_params = _HAND_SQL.format(ids="= ANY(%s)"), [ids]
             else:
@@ -260,9 +265,9 @@ def hand_back(deliveries: Sequence[Delivery], *, not_before: datetime | None = N
     from django.db.models import F
 
     returned = 0
-    for delivery in deliveries:
+    for lease, ids in _ids_by_lease(deliveries).items():
         returned += Delivery.objects.filter(
-            pk=delivery.pk, status=Status.SENDING, lease_until=delivery.lease_until
+            pk__in=ids, status=Status.SENDING, lease_until=lease
         ).update(
             status=Status.QUEUED,
             attempts=F("attempts") - 1,
