@@ -20,6 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from campaigns.models import Campaign, Delivery
+from campaigns.sending.rows import SendRow
 
 Status = Delivery.Status
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ _HAND_SQL = """
 """  # noqa: S608 (constants; values are parameters)
 
 
-def _ids_by_lease(deliveries: Sequence[Delivery]) -> dict[datetime, list[int]]:
+def _ids_by_lease(deliveries: Sequence[Delivery | SendRow]) -> dict[datetime, list[int]]:
     # One claim sets one lease on all its rows, so this is one group in practice.
     groups: dict[datetime, list[int]] = {}
     for delivery in deliveries:
@@ -163,7 +164,7 @@ def _ids_by_lease(deliveries: Sequence[Delivery]) -> dict[datetime, list[int]]:
     return groups
 
 
-def hand_over_many(deliveries: Sequence[Delivery]) -> set[int]:
+def hand_over_many(deliveries: Sequence[Delivery | SendRow]) -> set[int]:
     """`hand_over` for several deliveries at once; the ids that were marked."""
     if not deliveries:
         return set()
@@ -185,7 +186,7 @@ def hand_over_many(deliveries: Sequence[Delivery]) -> set[int]:
 class _Ask:
     __slots__ = ("deliveries", "done", "handed")
 
-    def __init__(self, deliveries: Sequence[Delivery]):
+    def __init__(self, deliveries: Sequence[Delivery | SendRow]):
         self.deliveries, self.done, self.handed = deliveries, threading.Event(), set()
 
 
@@ -206,7 +207,7 @@ class HandOver:
         self._thread = threading.Thread(target=self._run, name="hand-over", daemon=True)
         self._thread.start()
 
-    def __call__(self, deliveries: Sequence[Delivery]) -> set[int]:
+    def __call__(self, deliveries: Sequence[Delivery | SendRow]) -> set[int]:
         """The ids of `deliveries` now marked handed over: send those, and only those."""
         if not deliveries:
             return set()
@@ -255,7 +256,9 @@ class HandOver:
             connections.close_all()  # this thread's own database connection
 
 
-def hand_back(deliveries: Sequence[Delivery], *, not_before: datetime | None = None) -> int:
+def hand_back(
+    deliveries: Sequence[Delivery | SendRow], *, not_before: datetime | None = None
+) -> int:
     """Rows this worker marked handed over but never gave to the ESP go back to the queue.
 
     Only the worker that marked them knows no ESP call was made (it stopped

@@ -22,6 +22,7 @@ class Outcome:
     reason: str = ""
     delay: float = 0.0
     message_id: str = ""
+    seconds: float = 0.0  # how long the ESP took to accept it (a sent message)
 
 
 def _retry_after(response) -> float:

@@ -32,6 +32,7 @@ from django.db import connection, connections, transaction
 
 from campaigns.models import Delivery
 from campaigns.sending.outcomes import Change
+from campaigns.sending.rows import SendRow
 from incidents import audit
 from incidents.actors import Actor
 
@@ -111,7 +112,7 @@ def write(changes: Sequence[Change]) -> set[int]:
 
 
 def write_and_audit(
-    batch: Sequence[tuple[Change, Delivery]], *, campaign_id: int, incident
+    batch: Sequence[tuple[Change, Delivery | SendRow]], *, campaign_id: int, incident
 ) -> set[int]:
     """`write`, and an audit entry for each delivery that became uncertain, in one transaction."""
     with transaction.atomic():
@@ -121,7 +122,10 @@ def write_and_audit(
                 audit.record(
                     by=SENDER,
                     action="delivery.uncertain",
-                    obj=delivery,
+                    # A sending job's row (campaigns.sending.rows), not a model instance.
+                    object_type=Delivery._meta.label_lower,
+                    object_id=str(delivery.pk),
+                    object_repr=str(delivery),
                     incident=incident,
                     after={"campaign": campaign_id, "reason": change.error},
                 )
@@ -162,7 +166,7 @@ class Recorder:
         )
         self._thread.start()
 
-    def put(self, change: Change, delivery: Delivery) -> None:
+    def put(self, change: Change, delivery: Delivery | SendRow) -> None:
         self._items.append((change, delivery))
         if len(self._items) >= self.rows:
             self._wake.set()

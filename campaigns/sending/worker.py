@@ -16,11 +16,12 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, Delivery, Suppression
 from campaigns.rendering import RenderError
-from campaigns.sending.claims import HandOver, claim, hand_back, release
+from campaigns.sending.claims import HandOver, claim, hand_back, hand_over_many, release
 from campaigns.sending.limits import limiter
 from campaigns.sending.message import Composer
 from campaigns.sending.outcomes import Outcome, change_for, classify
 from campaigns.sending.recorder import Recorder
+from campaigns.sending.rows import SendRow, claimed_rows
 from campaigns.sending.sweeper import complete_if_done
 from incidents.actors import Actor
 
@@ -28,26 +29,9 @@ log = logging.getLogger(__name__)
 
 SENDER = Actor.system("sender")
 Status = Delivery.Status
-# What a sending thread reads of a delivery and its person (render, build, hand-over):
-# the rest of the person (every message id, contact notes) is never loaded.
-_DELIVERY_FIELDS = (
-    "id",
-    "campaign_id",
-    "status",
-    "address",
-    "locale",
-    "attempts",
-    "lease_until",
-    "handed_at",
-    "verification_code",
-    "person__id",
-    "person__address",
-    "person__locale",
-    "person__metadata",
-    "person__customer_id",
-    "person__first_sent_at",
-    "person__removed_at",
-)
+
+# Messages sent from the job's own thread to learn whether the ESP keeps calls waiting.
+_PROBE = 2
 
 # --- Sending one batch ------------------------------------------------------------------------
 
@@ -118,6 +102,7 @@ class _BatchRun:
         capacity = max(1, math.ceil(campaign.rate_limit / 10))
         self.token_batch = max(1, min(settings.SEND_GROUP_MAX, capacity // self.concurrency))
         self._tokens = threading.local()
+        self.inline_size = _PROBE  # group size while sending from the job's own thread
 
     # -- control --
     def _count(self, kind: str, n: int = 1) -> None:
@@ -196,29 +181,25 @@ class _BatchRun:
 
     # -- a chunk --
     def _send_chunk(self, ids: list[int]) -> None:
-        deliveries = list(
-            Delivery.objects.filter(id__in=ids, status=Status.SENDING)
-            .select_related("person")
-            .only(*_DELIVERY_FIELDS)
-            .order_by("id")
-        )
+        deliveries = claimed_rows(ids)
         deliveries = self._drop_unsendable(deliveries)
-        work: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
+        work: queue.SimpleQueue[SendRow] = queue.SimpleQueue()
         for delivery in deliveries:
             work.put(delivery)
         unsent: list[int] = []
-        threads = [
-            threading.Thread(target=self._thread, args=(work, unsent), daemon=True)
-            for _ in range(min(self.concurrency, len(deliveries)))
-        ]
+        if deliveries and self._send_inline(work, unsent):
+            threads = []
+        else:
+            threads = [
+                threading.Thread(target=self._thread, args=(work, unsent), daemon=True)
+                for _ in range(min(self.concurrency, work.qsize()))
+            ]
         for thread in threads:
             thread.start()
         while any(thread.is_alive() for thread in threads):
             for thread in threads:
                 thread.join(timeout=0.05)
-            if time.monotonic() - self.last_check >= settings.SEND_CONTROL_CHECK_SECONDS:
-                self.last_check = time.monotonic()
-                self._still_running()
+            self._check_control()
         # Every answer of this chunk is committed before its rows are counted as done,
         # released, or looked at again for the next claim.
         self.recorder.flush()
@@ -235,7 +216,7 @@ class _BatchRun:
                     status=Status.CANCELLED, updated_at=timezone.now()
                 )
 
-    def _drop_unsendable(self, deliveries: list[Delivery]) -> list[Delivery]:
+    def _drop_unsendable(self, deliveries: list[SendRow]) -> list[SendRow]:
         """Suppressed since launch: `suppressed`. Removed from the list: `cancelled`."""
         if not deliveries:
             return deliveries
@@ -271,8 +252,49 @@ class _BatchRun:
         skip = set(removed) | set(suppressed_ids)
         return [d for d in deliveries if d.pk not in skip]
 
+    def _check_control(self) -> None:
+        if time.monotonic() - self.last_check >= settings.SEND_CONTROL_CHECK_SECONDS:
+            self.last_check = time.monotonic()
+            self._still_running()
+
+    # -- sending from the job's own thread, while the ESP answers at once --
+    def _send_inline(self, work: queue.SimpleQueue, unsent: list[int]) -> bool:
+        """Send from this thread while the ESP keeps no call waiting; False: use threads.
+
+        Threads only pay off while calls wait on the ESP. Against one that answers
+        at once (a local relay, anymail's test backend) they cost more than they
+        save: the GIL is handed around, and each thread's few rows make a hand-over
+        of their own. So each chunk starts here; while a group's fastest ESP call
+        takes under SEND_INLINE_CALL_SECONDS, the chunk is sent in groups
+        from this thread, hand-overs on this thread's own connection. Once calls
+        take longer, the rest of the chunk goes to the pool of sending threads,
+        and the next chunk starts with a probe of _PROBE messages again.
+        """
+        backend = self._open_backend()
+        if backend is None:
+            return True
+        try:
+            while not self.stop.is_set():
+                group = self._next_group(work, self.inline_size, unsent)
+                if not group:
+                    return True
+                started = time.monotonic()
+                sent, fastest = self._send_group(backend, group, hand_over_many)
+                self._check_control()
+                if sent:
+                    # The group's fastest call: a slow ESP makes every call slow, while the
+                    # other threads and processes of this machine hold up only a few.
+                    if fastest > settings.SEND_INLINE_CALL_SECONDS:
+                        self.inline_size = _PROBE  # the next chunk asks the ESP again
+                        return False
+                    self.inline_size = self._group_size((time.monotonic() - started) / sent)
+            return True
+        finally:
+            backend.close()
+
     # -- a sending thread --
-    def _thread(self, work: queue.SimpleQueue, unsent: list[int]) -> None:
+    def _open_backend(self):
+        """This thread's connection to the ESP; None (and the job auto-pauses) when it fails."""
         try:
             backend = mailers[self.campaign.mailer]
             backend.open()
@@ -284,27 +306,34 @@ class _BatchRun:
                     f"opened ({type(exc).__name__}: {exc})."
                 )
             self.stop.set()
-            connections.close_all()
-            return
+            return None
+        return backend
+
+    def _thread(self, work: queue.SimpleQueue, unsent: list[int]) -> None:
+        backend = self._open_backend()
         try:
+            if backend is None:
+                return
             size = 1  # the first group measures how long a message takes
             while not self.stop.is_set():
                 group = self._next_group(work, size, unsent)
                 if not group:
                     break
-                started, sent = time.monotonic(), self._send_group(backend, group)
+                started = time.monotonic()
+                sent, _ = self._send_group(backend, group, self.hand_over)
                 if sent:
                     size = self._group_size((time.monotonic() - started) / sent)
         finally:
             try:
-                backend.close()
+                if backend is not None:
+                    backend.close()
             finally:
                 connections.close_all()  # this thread's own database connection
 
     def _next_group(self, work: queue.SimpleQueue, size: int, unsent: list[int]) -> list:
         """Up to `size` rows with a rate token each and enough lease left; [] when done."""
         tokens = self._take_tokens(size)
-        group: list[Delivery] = []
+        group: list[SendRow] = []
         while len(group) < tokens:
             try:
                 delivery = work.get_nowait()
@@ -323,28 +352,33 @@ class _BatchRun:
         fit = int(settings.SEND_GROUP_SECONDS / max(seconds_a_message, 1e-6))
         return max(1, min(settings.SEND_GROUP_MAX, self.token_batch, fit))
 
-    def _send_group(self, backend, group: list[Delivery]) -> int:
-        """Mark `group` handed over in one go, then send it; the number of ESP calls made."""
-        handed = self.hand_over(group)
+    def _send_group(self, backend, group: list[SendRow], hand_over) -> tuple[int, float]:
+        """Mark `group` handed over in one go, then send it.
+
+        Returns the number of ESP calls made and the seconds the fastest one took.
+        """
+        handed = hand_over(group)
         if len(handed) < len(group):
             # The sweeper took these rows back after our lease ran out: they are no
             # longer ours to send, nor to release.
             self._count("not_handed", len(group) - len(handed))
-        calls = 0
+        calls, fastest = 0, math.inf
         for index, delivery in enumerate(d for d in group if d.pk in handed):
             if self.stop.is_set():
                 # Marked, but never given to the ESP: this worker alone knows it.
                 rest = [d for d in group if d.pk in handed][index:]
                 self._count("released", hand_back(rest, not_before=self.hold_until))
                 break
+            started = time.monotonic()
             try:
                 outcome = self._send_one(backend, delivery)
             except Exception as exc:  # a bug of ours, not the ESP's answer
                 log.exception("delivery %s: unexpected error", delivery.pk)
                 outcome = Outcome("uncertain", f"{type(exc).__name__}: {exc}")
+            fastest = min(fastest, outcome.seconds or time.monotonic() - started)
             calls += 1
             self._record(delivery, outcome)
-        return calls
+        return calls, fastest
 
     def _take_tokens(self, want: int) -> int:
         """Up to `want` rate tokens (at least one, waiting for it); 0 once the job stops."""
@@ -366,32 +400,34 @@ class _BatchRun:
         self._tokens.left = 0
         return 0
 
-    def _lease_holds(self, delivery: Delivery) -> bool:
+    def _lease_holds(self, delivery: SendRow) -> bool:
         # Never start an ESP call the sweeper could outrun: half the lease must be left.
         margin = timedelta(seconds=settings.SEND_LEASE_SECONDS / 2)
         return delivery.lease_until is not None and timezone.now() + margin < delivery.lease_until
 
-    def build(self, backend, delivery: Delivery) -> EmailMultiAlternatives:
+    def build(self, backend, delivery: SendRow) -> EmailMultiAlternatives:
         return self.composer.build(backend, delivery, self.composer.render(delivery))
 
-    def _send_one(self, backend, delivery: Delivery) -> Outcome:
+    def _send_one(self, backend, delivery: SendRow) -> Outcome:
         try:
             message = self.build(backend, delivery)
         except (RenderError, ValueError) as exc:
             return Outcome("failed", f"The message could not be built: {exc}")
+        started = time.monotonic()
         try:
             backend.send_messages([message])
         except Exception as exc:
             return classify(exc)
+        seconds = time.monotonic() - started
         status = getattr(message, "anymail_status", None)
         message_id = (
             status.message_id if status is not None else None
         ) or message.extra_headers.get("Message-ID", "")
         if not isinstance(message_id, str):  # several ids: one To, so never expected
             message_id = ""
-        return Outcome("sent", message_id=message_id)
+        return Outcome("sent", message_id=message_id, seconds=seconds)
 
-    def _record(self, delivery: Delivery, outcome: Outcome) -> None:
+    def _record(self, delivery: SendRow, outcome: Outcome) -> None:
         """Hand the answer's write to the recorder; act on what it means for the job now."""
         now = timezone.now()
         kind = outcome.kind
