@@ -53,6 +53,8 @@ class PostmarkStub:
         self._slow: dict[str, float] = {}
         self.on_accept = None  # called with the payload after a message is taken
         self.delay = 0.0  # seconds added to every answer
+        self.in_flight = 0  # requests being answered right now
+        self.peak_in_flight = 0
         self._server: ThreadingHTTPServer | None = None
 
     # --- Telling it what to answer -------------------------------------------------
@@ -138,8 +140,15 @@ class PostmarkStub:
                     return self._answer(401, {}, {"ErrorCode": 10, "Message": "Bad token"})
                 status, headers, body = stub._decide(payload)
                 to = payload.get("To", "").rsplit("<", 1)[-1].rstrip(">").strip().lower()
-                if stub.delay or to in stub._slow:
-                    time.sleep(stub._slow.get(to, stub.delay))
+                with stub.lock:
+                    stub.in_flight += 1
+                    stub.peak_in_flight = max(stub.peak_in_flight, stub.in_flight)
+                try:
+                    if stub.delay or to in stub._slow:
+                        time.sleep(stub._slow.get(to, stub.delay))
+                finally:
+                    with stub.lock:
+                        stub.in_flight -= 1
                 self._answer(status, headers, body)
                 if status == 200 and stub.on_accept is not None:
                     stub.on_accept(payload)

@@ -250,6 +250,25 @@ def test_each_person_gets_exactly_one_message_with_one_recipient(
     assert launched.after["deliveries"] == 12 and launched.after["batches"] == 3
 
 
+def test_a_slow_esp_gets_several_calls_in_flight_and_everyone_still_gets_one(
+    segment, people, support_sam, version, stub, settings
+):
+    stub.delay = 0.05  # an ESP round trip: threads pay off
+    launch(version, segment, support_sam)
+    assert stub.peak_in_flight > 1
+    assert sorted(stub.accepted.values()) == [1] * len(people)
+
+
+def test_a_fast_esp_is_sent_to_one_call_at_a_time_from_the_job_itself(
+    segment, people, support_sam, version, stub, settings
+):
+    settings.SEND_INLINE_CALL_SECONDS = 1  # every call counts as fast
+    campaign = launch(version, segment, support_sam)
+    assert stub.peak_in_flight == 1
+    assert sorted(stub.accepted.values()) == [1] * len(people)
+    assert set(campaign.deliveries.values_list("status", flat=True)) == {Status.SENT}
+
+
 def test_verification_codes_are_short_unguessable_and_unique(segment, people, support_sam, version):
     services.campaign_launch(version=version, segment=segment, by=as_user(support_sam))
     codes = list(Delivery.objects.values_list("verification_code", flat=True))
