@@ -564,6 +564,30 @@ def test_pause_stops_sending_and_resume_finishes_without_resending_anyone(
     ]
 
 
+def test_pause_reaches_a_job_sending_from_its_own_thread_while_it_waits_for_its_rate(
+    incident, segment, support_sam, version, stub, settings
+):
+    settings.SEND_INLINE_CALL_SECONDS = 1  # a fast ESP: the job sends from its own thread
+    add_people(incident, support_sam, 30, start=100)
+    paused = threading.Event()
+
+    def pause_after_three(payload):
+        if stub.taken >= 3 and not paused.is_set():
+            paused.set()
+            campaign = Campaign.objects.get()
+            services.campaign_pause(campaign=campaign, by=as_user(support_sam), reason="Legal")
+
+    stub.on_accept = in_thread_db(pause_after_three)
+    campaign = launch(version, segment, support_sam, rate_limit=5)  # one message each 0.2 s
+
+    assert campaign.status == Campaign.Status.PAUSED
+    assert stub.peak_in_flight == 1
+    at_pause = stub.taken
+    assert 3 <= at_pause <= 5  # the wait for the next token looks at the campaign
+    state = counts(campaign)
+    assert state == {Status.SENT: at_pause, Status.QUEUED: 30 - at_pause}
+
+
 def test_a_campaign_refuses_moves_its_state_does_not_allow(
     segment, people, support_sam, version, incident
 ):

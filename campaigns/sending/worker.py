@@ -210,11 +210,14 @@ class _BatchRun:
             lease = deliveries[0].lease_until
             released = release(unsent, lease=lease, not_before=self.hold_until)
             self._count("released", released)
-            if _status(self.campaign.pk) == Campaign.Status.CANCELLED:
-                # Cancel ran before this release and could not see these rows as queued.
-                Delivery.objects.filter(id__in=unsent, status=Status.QUEUED).update(
-                    status=Status.CANCELLED, updated_at=timezone.now()
-                )
+        if (unsent or self.stop.is_set()) and _status(
+            self.campaign.pk
+        ) == Campaign.Status.CANCELLED:
+            # Cancel ran before these rows went back to the queue (released, or handed back
+            # in the middle of a group) and could not see them as queued.
+            Delivery.objects.filter(id__in=[d.pk for d in deliveries], status=Status.QUEUED).update(
+                status=Status.CANCELLED, updated_at=timezone.now()
+            )
 
     def _drop_unsendable(self, deliveries: list[SendRow]) -> list[SendRow]:
         """Suppressed since launch: `suppressed`. Removed from the list: `cancelled`."""
@@ -396,7 +399,10 @@ class _BatchRun:
             if granted:
                 self._tokens.left = granted - min(granted, want)
                 return min(granted, want)
-            self.stop.wait(wait)
+            # In slices, looking at the campaign: while a job sends from its own thread, no
+            # other thread does, and a pause must not wait for the end of a 429 hold.
+            self.stop.wait(min(wait, settings.SEND_CONTROL_CHECK_SECONDS))
+            self._check_control()
         self._tokens.left = 0
         return 0
 
