@@ -524,21 +524,26 @@ def test_a_high_error_rate_pauses_the_campaign_and_says_why(
 # --- Control ----------------------------------------------------------------------------------
 
 
+def pause_once_the_stub_took(stub, messages: int, *, by) -> None:
+    """Pause the campaign ("Legal") from the stub's thread once it has taken `messages`."""
+    paused = threading.Event()
+
+    def pause(payload):
+        if stub.taken >= messages and not paused.is_set():
+            paused.set()
+            campaign = Campaign.objects.get()
+            services.campaign_pause(campaign=campaign, by=as_user(by), reason="Legal")
+
+    stub.on_accept = in_thread_db(pause)
+
+
 def test_pause_stops_sending_and_resume_finishes_without_resending_anyone(
     incident, segment, support_sam, version, stub, settings
 ):
     settings.SEND_CONCURRENCY = 2
     stub.delay = 0.05  # an ESP round trip, so that pausing lands mid-batch
     add_people(incident, support_sam, 40, start=100)
-    paused = threading.Event()
-
-    def pause_after_five(payload):
-        if stub.taken >= 5 and not paused.is_set():
-            paused.set()
-            campaign = Campaign.objects.get()
-            services.campaign_pause(campaign=campaign, by=as_user(support_sam), reason="Legal")
-
-    stub.on_accept = in_thread_db(pause_after_five)
+    pause_once_the_stub_took(stub, 5, by=support_sam)
     campaign = launch(version, segment, support_sam, batch_size=20)
     time.sleep(0.2)
 
@@ -569,15 +574,7 @@ def test_pause_reaches_a_job_sending_from_its_own_thread_while_it_waits_for_its_
 ):
     settings.SEND_INLINE_CALL_SECONDS = 1  # a fast ESP: the job sends from its own thread
     add_people(incident, support_sam, 30, start=100)
-    paused = threading.Event()
-
-    def pause_after_three(payload):
-        if stub.taken >= 3 and not paused.is_set():
-            paused.set()
-            campaign = Campaign.objects.get()
-            services.campaign_pause(campaign=campaign, by=as_user(support_sam), reason="Legal")
-
-    stub.on_accept = in_thread_db(pause_after_three)
+    pause_once_the_stub_took(stub, 3, by=support_sam)
     campaign = launch(version, segment, support_sam, rate_limit=5)  # one message each 0.2 s
 
     assert campaign.status == Campaign.Status.PAUSED
