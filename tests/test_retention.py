@@ -13,10 +13,12 @@ from incidents import audit, services
 from incidents.actors import Actor
 from incidents.export.services import export_to_directory
 from incidents.export.verify import verify_pack
-from incidents.models import AffectedPerson, AuditEntry, Incident, SendLogEntry
+from incidents.models import AffectedPerson, AuditEntry, ContactRecord, Incident, SendLogEntry
 from incidents.pseudonym import address_ref
 from tests.factories import freeze_people
 from tests.test_export import ADDRESSES, make_evidence_incident
+
+TYPED = "Partner.Of.Someone@Example.net"  # an address staff typed into a note
 
 
 def _resolve(incident, days_ago: int) -> None:
@@ -36,8 +38,16 @@ def old_incident(incident, support_sam, comms_cleo):
             subject="We are sorry",
             text=f"Dear {d.address}",
         )
-    AffectedPerson.objects.filter(incident=incident, address=ADDRESSES[3]).update(
-        contact_note=f"Waived: {ADDRESSES[3]} asked us by phone not to email"
+    # Staff type addresses into what they write: the person's own, and someone else's.
+    waived = AffectedPerson.objects.get(incident=incident, address=ADDRESSES[3])
+    if waived.contact_status != "waived":
+        services.contact_waive(
+            person=waived,
+            reason=f"{ADDRESSES[3]} asked us by phone not to email; so did {TYPED}",
+            by=Actor.for_user(comms_cleo),
+        )
+    AffectedPerson.objects.filter(pk=waived.pk).update(
+        contact_note=f"Waived: {ADDRESSES[3]} asked us by phone not to email ({TYPED})"
     )
     _resolve(incident, days_ago=40)
     return incident
@@ -63,7 +73,9 @@ def _everything_about(incident) -> str:
             p.customer_id,
             json.dumps(p.metadata),
             p.contact_note,
+            p.removed_reason,
         ]
+    parts += ContactRecord.objects.filter(incident=incident).values_list("note", flat=True)
     for d in Delivery.objects.filter(incident=incident):
         parts += [d.address, d.error]
     for e in DeliveryEvent.objects.filter(incident=incident):
@@ -84,14 +96,17 @@ def test_retention_removes_every_raw_address_and_the_chain_still_verifies(
         incident=old_incident, directory=tmp_path / "before", fmt="csv", by=Actor.system("t")
     )
     assert any(a in _everything_about(old_incident) for a in ADDRESSES)
+    assert TYPED.lower() in _everything_about(old_incident)
     out = io.StringIO()
     call_command("purge_personal_data", "--days", "30", stdout=out)
     assert "Purged 1 incident(s)" in out.getvalue()
 
     assert audit.verify_chain().ok
     text = _everything_about(old_incident)
-    for address in ADDRESSES:
+    for address in (*ADDRESSES, TYPED.lower()):
         assert address not in text
+    # Someone else's address typed into a note stays only as its pseudonym.
+    assert address_ref(TYPED.lower()) in text
     # The recent incident keeps its data (and its send-log row).
     assert AffectedPerson.objects.get(incident=recent_incident).address == "zoe@example.com"
     assert SendLogEntry.objects.filter(message_id="<r1@esp>").exists()
@@ -117,9 +132,28 @@ def test_retention_removes_every_raw_address_and_the_chain_still_verifies(
     assert verify_pack(after.directory).ok
     for path in after.directory.iterdir():
         content = path.read_text(encoding="utf-8").lower()
-        assert not any(address in content for address in ADDRESSES), path.name
+        assert not any(address in content for address in (*ADDRESSES, TYPED.lower())), path.name
     ledger = (tmp_path / "after" / "ledger.jsonl").read_text()
     assert address_ref(ADDRESSES[0]) in ledger
+
+
+def test_an_address_typed_into_a_waiver_enters_the_audit_trail_only_as_its_pseudonym(
+    incident, support_sam, comms_cleo
+):
+    freeze_people(incident, support_sam, [("<w1@esp>", "ann@example.com", "en", {})], template="w")
+    person = AffectedPerson.objects.get(incident=incident)
+    services.contact_waive(
+        person=person,
+        reason=f"Her partner ({TYPED}) called: she must not be emailed",
+        by=Actor.for_user(comms_cleo),
+    )
+    entry = AuditEntry.objects.get(action="contact.waived")
+    assert entry.after["reason"] == (
+        f"Her partner ({address_ref(TYPED.lower())}) called: she must not be emailed"
+    )
+    assert TYPED.lower() not in entry.canonical_content().lower()
+    # The person's own record keeps what was typed until retention.
+    assert TYPED in AffectedPerson.objects.get(pk=person.pk).contact_note
 
 
 def test_retention_run_again_changes_and_records_nothing(old_incident):

@@ -3,15 +3,17 @@
 For each incident resolved more than N days ago, in one transaction per incident:
 - affected people keep their keyed pseudonym as `address` (so the ledger, the
   audit trail and later packs still refer to the same person); the address as
-  received, the customer id and the metadata (names) are cleared, and an address
-  quoted in a contact note becomes "[address]";
+  received, the customer id and the metadata (names) are cleared; in contact
+  notes (current and in every status change) and removal reasons, the person's
+  own address becomes "[address]" and any other address its pseudonym;
 - deliveries hold the pseudonym instead of the address, and their ESP errors
   lose the address;
 - ESP events lose their recipient, raw payload, MTA response and metadata;
 - the sandbox outbox's copies of the apologies are deleted;
 - the send-log rows of the messages that reached these people are deleted.
 Counts, not data, go into one audit entry per incident. Audit entries never
-held raw addresses, so the chain still verifies.
+held raw addresses (notes and reasons enter them pseudonymised), so the chain
+still verifies.
 """
 
 from dataclasses import asdict, dataclass
@@ -25,8 +27,8 @@ from django.utils import timezone
 from campaigns.models import Delivery, DeliveryEvent, OutboxMessage
 from incidents import audit
 from incidents.actors import Actor
-from incidents.models import AffectedPerson, Incident, SendLogEntry
-from incidents.pseudonym import address_ref
+from incidents.models import AffectedPerson, ContactRecord, Incident, SendLogEntry
+from incidents.pseudonym import address_ref, pseudonymise_addresses
 
 _CHUNK = 2000
 MASK = "[address]"
@@ -48,10 +50,11 @@ class PurgeResult:
 
 
 def _scrub(text: str, addresses: tuple[str, ...]) -> str:
+    """The person's own addresses masked; any other address typed in, pseudonymised."""
     for address in addresses:
         if address and address in text:
             text = text.replace(address, MASK)
-    return text
+    return pseudonymise_addresses(text)
 
 
 def _people(incident: Incident, result: PurgeResult, message_ids: set[str]) -> dict[int, tuple]:
@@ -64,12 +67,26 @@ def _people(incident: Incident, result: PurgeResult, message_ids: set[str]) -> d
             seen[p.pk] = (p.address, p.original_address, ref)
             message_ids.update(p.message_ids or [])
             p.contact_note = _scrub(p.contact_note, (p.original_address, p.address))
+            p.removed_reason = _scrub(p.removed_reason, (p.original_address, p.address))
             p.address, p.original_address, p.customer_id, p.metadata = ref, "", "", {}
-        AffectedPerson.objects.bulk_update(
-            chunk, ["address", "original_address", "customer_id", "metadata", "contact_note"]
-        )
+        fields = ["address", "original_address", "customer_id", "metadata", "contact_note"]
+        AffectedPerson.objects.bulk_update(chunk, [*fields, "removed_reason"])
         result.people += len(chunk)
     return seen
+
+
+def _contact_records(incident: Incident, seen: dict[int, tuple]) -> None:
+    """Notes of every contact status change: as the person's current note."""
+    records = ContactRecord.objects.filter(incident=incident, note__contains="@").only(
+        "id", "person_id", "note"
+    )
+    last = 0
+    while chunk := list(records.filter(id__gt=last).order_by("id")[:_CHUNK]):
+        for record in chunk:
+            address, original, _ = seen.get(record.person_id) or ("", "", "")
+            record.note = _scrub(record.note, (original, address))
+        ContactRecord.objects.bulk_update(chunk, ["note"])
+        last = chunk[-1].pk
 
 
 def _deliveries(incident: Incident, seen: dict[int, tuple], result: PurgeResult) -> list[str]:
@@ -104,6 +121,7 @@ def purge_incident(*, incident: Incident, by: Actor) -> PurgeResult:
     result = PurgeResult(incident.reference)
     message_ids: set[str] = set()
     seen = _people(incident, result, message_ids)
+    _contact_records(incident, seen)
     esp_ids = _deliveries(incident, seen, result)
     result.events = (
         DeliveryEvent.objects.filter(Q(incident=incident) | Q(delivery__incident=incident))

@@ -17,7 +17,7 @@ from incidents.filters import AudienceFilter, rules_q
 from incidents.freeze_sql import freeze_statement, list_hash_postgres, use_bulk_memory
 from incidents.models import AffectedPerson, AudienceQuery, Incident, Segment
 from incidents.models.audience import list_digest
-from incidents.pseudonym import address_ref
+from incidents.pseudonym import address_ref, pseudonymise_addresses
 from incidents.queue import enqueue
 
 DEFAULT_SEGMENT_NAME = "Everyone else"
@@ -253,7 +253,7 @@ def affected_remove(*, person: AffectedPerson, reason: str, by: Actor) -> Affect
         incident=person.incident,
         after={
             "person": address_ref(person.address),
-            "reason": reason,
+            "reason": pseudonymise_addresses(reason),
             "list_size": _active_count(person.incident),
             "list_hash": list_hash(person.incident),
         },

@@ -25,6 +25,7 @@ from incidents import audit
 from incidents.actors import Actor
 from incidents.models import AffectedPerson, ContactRecord, Incident
 from incidents.models.contact import CONTACT_TRANSITIONS, DONE, ContactMethod, ContactStatus
+from incidents.pseudonym import pseudonymise_addresses
 
 WAIVE_PERM = "incidents.waive_contact"
 FOLLOW_UP_PERM = "incidents.record_contact"
@@ -109,6 +110,10 @@ def _record(
 
 
 def _audit_change(by: Actor, action: str, person: AffectedPerson, previous: str, **after) -> None:
+    # What staff typed may name an address; the audit trail keeps its pseudonym only.
+    for key in ("note", "reason"):
+        if key in after:
+            after[key] = pseudonymise_addresses(after[key])
     audit.record(
         by=by,
         action=action,
@@ -341,7 +346,7 @@ def contact_bulk(
             ],
             batch_size=1000,
         )
-        after = {"contact_status": status, "method": method, "note": note}
+        after = {"contact_status": status, "method": method, "note": pseudonymise_addresses(note)}
         if when is not None:
             after["contacted_at"] = when.isoformat()
     if changed_ids:
