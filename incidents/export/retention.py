@@ -31,6 +31,15 @@ from incidents.models import AffectedPerson, ContactRecord, Incident, SendLogEnt
 from incidents.pseudonym import address_ref, pseudonymise_addresses
 
 _CHUNK = 2000
+# What retention rewrites of each person.
+_PERSON_FIELDS = (
+    "address",
+    "original_address",
+    "customer_id",
+    "metadata",
+    "contact_note",
+    "removed_reason",
+)
 MASK = "[address]"
 
 
@@ -57,6 +66,14 @@ def _scrub(text: str, addresses: tuple[str, ...]) -> str:
     return pseudonymise_addresses(text)
 
 
+def _in_chunks(rows):
+    """`rows` in id order, _CHUNK at a time (keyset, so updating them does not shift pages)."""
+    last = 0
+    while chunk := list(rows.filter(id__gt=last).order_by("id")[:_CHUNK]):
+        yield chunk
+        last = chunk[-1].pk
+
+
 def _people(incident: Incident, result: PurgeResult, message_ids: set[str]) -> dict[int, tuple]:
     """Pseudonymise the people; returns {person id: (address, original, ref)}."""
     seen: dict[int, tuple] = {}
@@ -69,8 +86,7 @@ def _people(incident: Incident, result: PurgeResult, message_ids: set[str]) -> d
             p.contact_note = _scrub(p.contact_note, (p.original_address, p.address))
             p.removed_reason = _scrub(p.removed_reason, (p.original_address, p.address))
             p.address, p.original_address, p.customer_id, p.metadata = ref, "", "", {}
-        fields = ["address", "original_address", "customer_id", "metadata", "contact_note"]
-        AffectedPerson.objects.bulk_update(chunk, [*fields, "removed_reason"])
+        AffectedPerson.objects.bulk_update(chunk, _PERSON_FIELDS)
         result.people += len(chunk)
     return seen
 
@@ -80,13 +96,11 @@ def _contact_records(incident: Incident, seen: dict[int, tuple]) -> None:
     records = ContactRecord.objects.filter(incident=incident, note__contains="@").only(
         "id", "person_id", "note"
     )
-    last = 0
-    while chunk := list(records.filter(id__gt=last).order_by("id")[:_CHUNK]):
+    for chunk in _in_chunks(records):
         for record in chunk:
             address, original, _ = seen.get(record.person_id) or ("", "", "")
             record.note = _scrub(record.note, (original, address))
         ContactRecord.objects.bulk_update(chunk, ["note"])
-        last = chunk[-1].pk
 
 
 def _deliveries(incident: Incident, seen: dict[int, tuple], result: PurgeResult) -> list[str]:
@@ -94,8 +108,7 @@ def _deliveries(incident: Incident, seen: dict[int, tuple], result: PurgeResult)
     deliveries = Delivery.objects.filter(incident=incident).only(
         "id", "person_id", "address", "error", "esp_message_id"
     )
-    last = 0
-    while chunk := list(deliveries.filter(id__gt=last).order_by("id")[:_CHUNK]):
+    for chunk in _in_chunks(deliveries):
         changed = []
         for d in chunk:
             esp_ids.append(d.esp_message_id)
@@ -111,7 +124,6 @@ def _deliveries(incident: Incident, seen: dict[int, tuple], result: PurgeResult)
             changed.append(d)
         Delivery.objects.bulk_update(changed, ["address", "error"])
         result.deliveries += len(changed)
-        last = chunk[-1].pk
     return [i for i in esp_ids if i]
 
 
