@@ -119,6 +119,10 @@ class PostmarkStub:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as Postmark's API does: a sender's connection serves many calls.
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else each answer waits for a delayed ACK
+
             def log_message(self, *args):  # quiet
                 pass
 
