@@ -30,8 +30,8 @@ def client_address(request: HttpRequest) -> str:
 
     Each trusted proxy appends the address it saw to X-Forwarded-For, so the
     client is the PROXY_COUNT-th entry from the right; entries further left are
-    whatever the client claimed. (Read here rather than through django-axes,
-    which needs django-ipware for this and falls back to REMOTE_ADDR without it.)
+    whatever the client claimed. django-axes uses it too (AXES_CLIENT_IP_CALLABLE):
+    on its own it honours the count only through django-ipware.
     """
     proxies = settings.AXES_IPWARE_PROXY_COUNT
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")

@@ -147,6 +147,10 @@ AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_IPWARE_PROXY_COUNT = envint("PROXY_COUNT", default=0)
+# Axes reads PROXY_COUNT only through django-ipware, and without it sees the proxy's own
+# address: behind a load balancer, five failures by anyone locked everyone out. Our own
+# resolver (also the verification page's rate limit) honours PROXY_COUNT.
+AXES_CLIENT_IP_CALLABLE = "config.ratelimit.client_address"
 
 # --- Internationalisation -----------------------------------------------------
 LANGUAGE_CODE = "en"

@@ -115,6 +115,27 @@ def test_five_failed_logins_lock_out_without_revealing_whether_the_username_exis
     assert b"support_sam" not in known.content
 
 
+def test_behind_a_proxy_one_clients_failed_logins_do_not_lock_out_the_next(
+    client, support_sam, settings
+):
+    settings.AXES_IPWARE_PROXY_COUNT = 1
+
+    def log_in(username, password, client_ip):
+        return client.post(
+            reverse("login"),
+            {"username": username, "password": password},
+            REMOTE_ADDR="10.9.9.9",  # the proxy
+            HTTP_X_FORWARDED_FOR=f"203.0.113.7, {client_ip}",  # the left part is made up
+        )
+
+    for name in ("alice", "bob", "carol", "dave", "erin", "frank"):
+        sprayed = log_in(name, "wrong", "198.51.100.66")
+    colleague = log_in("support_sam", PASSWORD, "198.51.100.200")
+
+    assert sprayed.status_code == 429  # the client spraying names is locked out…
+    assert colleague.status_code == 302  # …not a colleague behind the same proxy
+
+
 # --- The list -------------------------------------------------------------------
 
 
