@@ -666,6 +666,19 @@ def test_the_overview_shows_the_audience_and_the_next_step(login, support_sam, s
         assert f'href="{url(tab, mis_sent)}"' in after.content.decode()
 
 
+def test_a_resolved_incidents_overview_suggests_no_more_steps(
+    login, support_sam, sendlog, mis_sent
+):
+    frozen(mis_sent, support_sam)
+    Incident.objects.filter(pk=mis_sent.pk).update(status="resolved")
+
+    page = text(login(support_sam).get(mis_sent.get_absolute_url()))
+
+    assert "3 people on the list" in page
+    assert "Next step" not in page
+    assert "Split into segments" not in page
+
+
 def test_with_an_empty_send_log_the_next_step_is_to_import_it(login, support_sam, mis_sent):
     page = login(support_sam).get(mis_sent.get_absolute_url())
 
