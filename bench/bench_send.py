@@ -64,6 +64,15 @@ def _workers_cpu(workers: list[subprocess.Popen]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def _machine_cpu() -> tuple[float, float]:
+    """(busy, all) CPU-seconds of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        ticks = [int(value) for value in stat.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / hz, sum(ticks) / hz
+
+
 def _redis_cpu(connection) -> float:
     info = connection.info("cpu")
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
@@ -314,6 +323,7 @@ def main(argv=None) -> None:  # noqa: C901 (a script: one run, top to bottom)
         backends = BackendCPU(connection.settings_dict["NAME"])
         redis_before = _redis_cpu(send_queue.connection)
         workers_before = _workers_cpu(workers)  # not their start-up: Django's imports
+        machine_before, own_before = _machine_cpu(), time.process_time()
         status, load_during = None, []
         while True:
             time.sleep(0.1)
@@ -328,6 +338,7 @@ def main(argv=None) -> None:  # noqa: C901 (a script: one run, top to bottom)
             if len(load_during) < (time.perf_counter() - queued_at) / 5:
                 load_during.append(load())
         done_at = time.perf_counter()
+        machine_after, own_cpu = _machine_cpu(), time.process_time() - own_before
         pg_cpu = backends.seconds
         redis_cpu = _redis_cpu(send_queue.connection) - redis_before
         time.sleep(0.5)  # the last work horses are reaped
@@ -364,8 +375,11 @@ def main(argv=None) -> None:  # noqa: C901 (a script: one run, top to bottom)
     print(f"workers' peak RSS (work horses included): {peak_rss:.0f} MB")
     print(
         f"CPU per message: workers {worker_cpu / max(1, sent) * 1e6:.0f} µs, "
-        f"PostgreSQL {pg_cpu / max(1, sent) * 1e6:.0f} µs, Redis {redis_cpu / max(1, sent) * 1e6:.0f} µs"
+        f"PostgreSQL {pg_cpu / max(1, sent) * 1e6:.0f} µs, Redis {redis_cpu / max(1, sent) * 1e6:.0f} µs, "
+        f"this process{' (the ESP stub)' if stub is not None else ''} {own_cpu / max(1, sent) * 1e6:.0f} µs"
     )
+    busy = (machine_after[0] - machine_before[0]) / (machine_after[1] - machine_before[1])
+    print(f"the machine's CPUs were {busy:.0%} busy while sending")
     if overhead:
         bare = bare_loop(campaign, min(args.bare, sent))
         per_message = worker_cpu / max(1, sent) * 1e6

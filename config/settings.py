@@ -376,6 +376,9 @@ SEND_CONCURRENCY = envint("SEND_CONCURRENCY", default=8)
 # ...but only while calls wait on the ESP: a job sends from its own thread, with no pool,
 # while its ESP calls take less than this (a local relay, anymail's test backend).
 SEND_INLINE_CALL_SECONDS = float(os.environ.get("SEND_INLINE_CALL_SECONDS", "0.003"))
+# Once a job found the ESP slower than that, every job starts with the pool for this long
+# instead of learning it again (one probe costs two calls made one after the other).
+SEND_SLOW_ESP_SECONDS = float(os.environ.get("SEND_SLOW_ESP_SECONDS", "60"))
 # A sending thread marks its next few rows handed over in one go: as many as it sends in
 # about SEND_GROUP_SECONDS (one, against a slow ESP), at most SEND_GROUP_MAX. A killed
 # worker leaves at most that much of each thread's work `uncertain` (docs/sending.md).

@@ -106,6 +106,17 @@ def _fast_password_hashing(settings):
     settings.APPLY_GATHER_SECONDS = 0
 
 
+@pytest.fixture(autouse=True)
+def _fresh_local_limiter(monkeypatch):
+    """Embedded mode's in-process rate buckets, 429 holds and slow-ESP memory, per test.
+
+    (With Redis, each sending test has a key prefix of its own.)
+    """
+    from campaigns.sending import limits
+
+    monkeypatch.setattr(limits, "_local_limiter", limits._LocalLimiter())
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _empty_queues():
     """With REDIS_URL, start from empty queues: a job left by an earlier run is not ours."""

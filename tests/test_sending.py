@@ -269,6 +269,24 @@ def test_a_fast_esp_is_sent_to_one_call_at_a_time_from_the_job_itself(
     assert set(campaign.deliveries.values_list("status", flat=True)) == {Status.SENT}
 
 
+def test_once_a_job_found_the_esp_slow_the_next_starts_with_all_its_threads(
+    segment, people, support_sam, version, stub
+):
+    stub.delay = 0.2
+    campaign = launch(version, segment, support_sam, batch_size=6)  # two jobs, one by one
+
+    ids = sorted(campaign.deliveries.values_list("id", flat=True))
+    first_job, second_job = (
+        sorted(r.at for r in stub.requests if int(r.delivery_id) in job)
+        for job in (ids[:6], ids[6:])
+    )
+    # The first job learnt it with a probe: its first two calls were made one after the other.
+    assert first_job[1] - first_job[0] >= stub.delay
+    # The second job knew: its first two calls were in flight together.
+    assert second_job[1] - second_job[0] < stub.delay / 2
+    assert sorted(stub.accepted.values()) == [1] * len(people)
+
+
 def test_verification_codes_are_short_unguessable_and_unique(segment, people, support_sam, version):
     services.campaign_launch(version=version, segment=segment, by=as_user(support_sam))
     codes = list(Delivery.objects.values_list("verification_code", flat=True))

@@ -53,6 +53,7 @@ class _LocalLimiter:
         self._lock = threading.Lock()
         self._buckets: dict[int, tuple[float, float]] = {}
         self._holds: dict[str, float] = {}
+        self._slow: dict[str, float] = {}
 
     def take(self, campaign_id: int, rate: int, mailer: str) -> float:
         """One token: 0 when it was taken, else the seconds to wait."""
@@ -80,6 +81,13 @@ class _LocalLimiter:
             until = time.monotonic() + seconds
             self._holds[mailer] = max(self._holds.get(mailer, 0), until)
 
+    def remember_slow(self, mailer: str, seconds: float) -> None:
+        with self._lock:
+            self._slow[mailer] = time.monotonic() + seconds
+
+    def known_slow(self, mailer: str) -> bool:
+        return self._slow.get(mailer, 0) > time.monotonic()
+
 
 class _RedisLimiter:
     """One bucket per campaign in Redis, shared by every worker process."""
@@ -93,6 +101,9 @@ class _RedisLimiter:
     def _keys(self, campaign_id: int, mailer: str) -> list[str]:
         prefix = settings.SEND_REDIS_PREFIX
         return [f"{prefix}:bucket:{campaign_id}", f"{prefix}:hold:{mailer}"]
+
+    def _slow_key(self, mailer: str) -> str:
+        return f"{settings.SEND_REDIS_PREFIX}:slow:{mailer}"
 
     def take(self, campaign_id: int, rate: int, mailer: str) -> float:
         """One token: 0 when it was taken, else the seconds to wait."""
@@ -111,6 +122,13 @@ class _RedisLimiter:
         current = self._redis.pttl(key)
         if current is None or current < ms:
             self._redis.set(key, "1", px=ms)
+
+    def remember_slow(self, mailer: str, seconds: float) -> None:
+        """Every worker's jobs start with their pool of threads for `seconds`."""
+        self._redis.set(self._slow_key(mailer), "1", px=max(1, int(seconds * 1000)))
+
+    def known_slow(self, mailer: str) -> bool:
+        return bool(self._redis.exists(self._slow_key(mailer)))
 
 
 _local_limiter = _LocalLimiter()

@@ -187,7 +187,8 @@ class _BatchRun:
         for delivery in deliveries:
             work.put(delivery)
         unsent: list[int] = []
-        if deliveries and self._send_inline(work, unsent):
+        mailer = self.campaign.mailer
+        if deliveries and not self.limiter.known_slow(mailer) and self._send_inline(work, unsent):
             threads = []
         else:
             threads = [
@@ -270,8 +271,10 @@ class _BatchRun:
         of their own. So each chunk starts here; while a group's fastest ESP call
         takes under SEND_INLINE_CALL_SECONDS, the chunk is sent in groups
         from this thread, hand-overs on this thread's own connection. Once calls
-        take longer, the rest of the chunk goes to the pool of sending threads,
-        and the next chunk starts with a probe of _PROBE messages again.
+        take longer, the rest of the chunk goes to the pool of sending threads;
+        for SEND_SLOW_ESP_SECONDS every worker's chunks then start with the pool
+        (a probe's calls wait one after the other, while the pool's threads idle),
+        and after that a chunk starts with a probe of _PROBE messages again.
         """
         backend = self._open_backend()
         if backend is None:
@@ -288,7 +291,10 @@ class _BatchRun:
                     # The group's fastest call: a slow ESP makes every call slow, while the
                     # other threads and processes of this machine hold up only a few.
                     if fastest > settings.SEND_INLINE_CALL_SECONDS:
-                        self.inline_size = _PROBE  # the next chunk asks the ESP again
+                        self.limiter.remember_slow(
+                            self.campaign.mailer, settings.SEND_SLOW_ESP_SECONDS
+                        )
+                        self.inline_size = _PROBE  # when that is forgotten, ask the ESP again
                         return False
                     self.inline_size = self._group_size((time.monotonic() - started) / sent)
             return True
