@@ -36,10 +36,11 @@ class Request:
 
 
 class _Server(ThreadingHTTPServer):
-    # socketserver listens with a backlog of 5. Worker processes opening a connection per
-    # message (16 threads or more) overflow it while this process is busy, and then some
-    # connections are reset: an "answer lost" that no real ESP endpoint would cause at
-    # that rate (found by the chaos test, tests/test_chaos.py).
+    # socketserver listens with a backlog of 5. Worker processes whose sending threads all
+    # connect at once (each thread its own connection, 16 threads or more) overflow it
+    # while this process is busy, and then some connections are reset: an "answer lost"
+    # that no real ESP endpoint would cause at that rate (found by the chaos test,
+    # tests/test_chaos.py).
     request_queue_size = 1024
 
 
