@@ -30,8 +30,8 @@ def client_address(request: HttpRequest) -> str:
 
     Each trusted proxy appends the address it saw to X-Forwarded-For, so the
     client is the PROXY_COUNT-th entry from the right; entries further left are
-    whatever the client claimed. django-axes uses it too (AXES_CLIENT_IP_CALLABLE):
-    on its own it honours the count only through django-ipware.
+    whatever the client claimed. django-axes uses it too, through `client_ip`
+    (AXES_CLIENT_IP_CALLABLE): on its own it honours the count only through django-ipware.
     """
     proxies = settings.AXES_IPWARE_PROXY_COUNT
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
@@ -40,6 +40,14 @@ def client_address(request: HttpRequest) -> str:
         if hops:
             return hops[-proxies] if len(hops) >= proxies else hops[0]
     return request.META.get("REMOTE_ADDR") or "unknown"
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """`client_address` when it is an IP address, else None: what django-axes stores."""
+    try:
+        return str(ipaddress.ip_address(client_address(request)))
+    except ValueError:
+        return None  # no REMOTE_ADDR (a test client's login), or a proxy that sent garbage
 
 
 def client_bucket(request: HttpRequest) -> str:

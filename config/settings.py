@@ -150,7 +150,7 @@ AXES_IPWARE_PROXY_COUNT = envint("PROXY_COUNT", default=0)
 # Axes reads PROXY_COUNT only through django-ipware, and without it sees the proxy's own
 # address: behind a load balancer, five failures by anyone locked everyone out. Our own
 # resolver (also the verification page's rate limit) honours PROXY_COUNT.
-AXES_CLIENT_IP_CALLABLE = "config.ratelimit.client_address"
+AXES_CLIENT_IP_CALLABLE = "config.ratelimit.client_ip"
 
 # --- Internationalisation -----------------------------------------------------
 LANGUAGE_CODE = "en"

@@ -134,6 +134,9 @@ def test_behind_a_proxy_one_clients_failed_logins_do_not_lock_out_the_next(
 
     assert sprayed.status_code == 429  # the client spraying names is locked out…
     assert colleague.status_code == 302  # …not a colleague behind the same proxy
+    # A header that names no address is a failed login like any other, not an error.
+    client.logout()
+    assert log_in("support_sam", "wrong", "not-an-address").status_code == 200
 
 
 # --- The list -------------------------------------------------------------------
