@@ -3,6 +3,8 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 
+from config import ratelimit
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -29,5 +31,6 @@ class Actor:
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    # django-axes already resolves the client address behind PROXY_COUNT proxies.
-    return getattr(request, "axes_ip_address", None) or request.META.get("REMOTE_ADDR")
+    # One resolver for audit entries, login lockouts (django-axes) and rate limits: the
+    # client behind PROXY_COUNT proxies, or None when that names no IP address.
+    return ratelimit.client_ip(request)

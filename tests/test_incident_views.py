@@ -139,6 +139,21 @@ def test_behind_a_proxy_one_clients_failed_logins_do_not_lock_out_the_next(
     assert log_in("support_sam", "wrong", "not-an-address").status_code == 200
 
 
+def test_behind_a_proxy_the_audit_trail_names_the_client_not_the_proxy(
+    login, support_sam, settings
+):
+    settings.AXES_IPWARE_PROXY_COUNT = 1
+
+    login(support_sam).post(
+        CREATE,
+        {"title": "Wrong email", "summary": "Sent.", "severity": "SEV3", "owner": support_sam.pk},
+        REMOTE_ADDR="10.9.9.9",
+        HTTP_X_FORWARDED_FOR="203.0.113.7, 198.51.100.23",
+    )
+
+    assert AuditEntry.objects.get(action="incident.opened").ip == "198.51.100.23"
+
+
 # --- The list -------------------------------------------------------------------
 
 
