@@ -3,7 +3,9 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 
-from config import ratelimit
+# One resolver for audit entries, login lockouts (django-axes) and rate limits: the client
+# behind PROXY_COUNT proxies, or None when that names no IP address.
+from config.ratelimit import client_ip
 
 
 @dataclass(frozen=True)
@@ -28,9 +30,3 @@ class Actor:
     def system(cls, label: str) -> "Actor":
         """Background jobs, webhooks and commands act as `system:<what>`."""
         return cls(user=None, label=f"system:{label}")
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    # One resolver for audit entries, login lockouts (django-axes) and rate limits: the
-    # client behind PROXY_COUNT proxies, or None when that names no IP address.
-    return ratelimit.client_ip(request)

@@ -187,8 +187,8 @@ class _BatchRun:
         for delivery in deliveries:
             work.put(delivery)
         unsent: list[int] = []
-        mailer = self.campaign.mailer
-        if deliveries and not self.limiter.known_slow(mailer) and self._send_inline(work, unsent):
+        slow = self.limiter.known_slow(self.campaign.mailer)
+        if deliveries and not slow and self._send_inline(work, unsent):
             threads = []
         else:
             threads = [

@@ -18,9 +18,10 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
+from config.ratelimit import client_ip
 from incidents import selectors, services
 from incidents.access import HasPerms, get_incident_for
-from incidents.actors import Actor, client_ip
+from incidents.actors import Actor
 from incidents.api.helpers import REFERENCE
 from incidents.api_common import ApiView, JsonErrorsMixin, Pagination, error_responses
 from incidents.models import Incident, TimelineEntry
