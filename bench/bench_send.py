@@ -223,7 +223,9 @@ def main(argv=None) -> None:  # noqa: C901 (a script: one run, top to bottom)
     )
     parser.add_argument("--delay", type=float, default=0.1, help="latency: seconds per ESP call")
     parser.add_argument("--rate-limit", type=int, default=100_000)
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument(
+        "--batch-size", type=int, help="deliveries per job (default: SEND_BATCH_SIZE)"
+    )
     parser.add_argument("--bare", type=int, default=20_000, help="overhead: bare-loop messages")
     parser.add_argument("--url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     args = parser.parse_args(argv)
@@ -360,7 +362,7 @@ def main(argv=None) -> None:  # noqa: C901 (a script: one run, top to bottom)
     peak_rss = max(u.ru_maxrss for u in usages) / 1024
 
     print(
-        f"launch: {jobs:,} jobs queued in {queued_at - launched:.2f} s (one per batch of {args.batch_size})"
+        f"launch: {jobs:,} jobs queued in {queued_at - launched:.2f} s (one per batch of {campaign.batch_size})"
     )
     print(f"campaign {status}; deliveries {counts}")
     if stub is not None:
