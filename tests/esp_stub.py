@@ -13,6 +13,7 @@ test can assert that nobody got one twice.
     stub.reject("ann@example.com")             # Postmark 406: inactive recipient
     stub.slow("bob@example.com", 2)            # taken, but the answer comes too late
     stub.accepted["17"]                        # how many times delivery 17 was taken
+    stub.proxied                               # calls that came to it as a forward proxy
 """
 
 import json
@@ -22,6 +23,7 @@ import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 TOKEN = "stub-server-token"
 
@@ -56,6 +58,7 @@ class PostmarkStub:
         self.delay = 0.0  # seconds added to every answer
         self.in_flight = 0  # requests being answered right now
         self.peak_in_flight = 0
+        self.proxied = 0  # requests that came to it as a forward proxy
         self._server: ThreadingHTTPServer | None = None
 
     # --- Telling it what to answer -------------------------------------------------
@@ -139,7 +142,13 @@ class PostmarkStub:
                     payload = json.loads(body or b"{}")
                 except ValueError:
                     return self._answer(400, {}, {"ErrorCode": 402, "Message": "Invalid JSON"})
-                if self.path.rstrip("/") != "/email":
+                # A request in absolute form ("POST http://host/email") came through the
+                # stub as a forward proxy: the sender's environment named it as its proxy.
+                target = urlsplit(self.path)
+                if target.scheme:
+                    with stub.lock:
+                        stub.proxied += 1
+                if target.path.rstrip("/") != "/email":
                     return self._answer(404, {}, {"ErrorCode": 404, "Message": "Not found"})
                 if self.headers.get("X-Postmark-Server-Token") != TOKEN:
                     return self._answer(401, {}, {"ErrorCode": 10, "Message": "Bad token"})

@@ -9,7 +9,7 @@ from collections import deque
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, mailers
+from django.core.mail import EmailMultiAlternatives
 from django.db import connections
 from django.db.models import Min
 from django.utils import timezone
@@ -17,6 +17,7 @@ from django.utils import timezone
 from campaigns.models import Campaign, Delivery, Suppression
 from campaigns.rendering import RenderError
 from campaigns.sending.claims import HandOver, claim, hand_back, hand_over_many, release
+from campaigns.sending.esp import open_mailer
 from campaigns.sending.limits import limiter
 from campaigns.sending.message import Composer
 from campaigns.sending.outcomes import Outcome, change_for, classify
@@ -305,8 +306,7 @@ class _BatchRun:
     def _open_backend(self):
         """This thread's connection to the ESP; None (and the job auto-pauses) when it fails."""
         try:
-            backend = mailers[self.campaign.mailer]
-            backend.open()
+            backend = open_mailer(self.campaign.mailer)
         except Exception as exc:
             log.exception("mailer %r could not be opened", self.campaign.mailer)
             with self.lock:

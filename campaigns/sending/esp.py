@@ -1,0 +1,40 @@
+"""An ESP connection for a sending thread, opened once and kept for its job."""
+
+import os
+
+import requests
+from django.core.mail import mailers
+
+
+def open_mailer(alias: str):
+    """The `MAILERS[alias]` backend, opened, with its HTTP client's environment read once."""
+    backend = mailers[alias]
+    backend.open()
+    settle_environment(backend)
+    return backend
+
+
+def settle_environment(backend) -> None:
+    """Read what the environment says about the ESP's URL once, not on every call.
+
+    anymail's HTTP backends send through a requests session, which by default
+    looks at the environment on every call: the proxies (every environment
+    variable, lower-cased, and NO_PROXY matched against the host), the CA bundle,
+    and ~/.netrc on disk. That was 0.1–0.5 ms of CPU a message, a tenth of an
+    HTTP call's (docs/performance.md). The ESP's URL is the same for every call
+    of a connection, so its proxies and CA bundle are resolved here and the
+    session stops looking. A .netrc is not read: every ESP backend sends its own
+    credentials. Backends without a requests session (SMTP, Amazon SES through
+    boto3, the sandbox) are left as they are.
+    """
+    session = getattr(backend, "session", None)
+    url = getattr(backend, "api_url", None)
+    if not isinstance(session, requests.Session) or not session.trust_env or not url:
+        return
+    for scheme, proxy in requests.utils.get_environ_proxies(url).items():
+        session.proxies.setdefault(scheme, proxy)
+    if session.verify is True:
+        session.verify = (
+            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        )
+    session.trust_env = False
