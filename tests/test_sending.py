@@ -272,7 +272,7 @@ def test_a_fast_esp_is_sent_to_one_call_at_a_time_from_the_job_itself(
 def test_once_a_job_found_the_esp_slow_the_next_starts_with_all_its_threads(
     segment, people, support_sam, version, stub
 ):
-    stub.delay = 0.2
+    stub.delay = 0.4  # wide margins: the calls' timing is what is asserted, on a busy machine
     campaign = launch(version, segment, support_sam, batch_size=6)  # two jobs, one by one
 
     ids = sorted(campaign.deliveries.values_list("id", flat=True))
