@@ -3,8 +3,8 @@
 rq forks a work horse for every job, and whatever the horse loads dies with it.
 So the worker loads, before its first fork, what every job would otherwise
 load again: the job modules and the services they call, the ESP's anymail
-backend, the translation catalogs and locale formats (about 150 ms of CPU a
-job when the horse imported the sending code itself; see docs/performance.md).
+backend, the translation catalogs and locale formats (55–80 ms of CPU a job
+when a horse imported the sending code itself; docs/performance.md, session 6).
 The horses inherit all of it, as gunicorn's `--preload` does for web workers.
 """
 

@@ -20,8 +20,8 @@ def settle_environment(backend) -> None:
     anymail's HTTP backends send through a requests session, which by default
     looks at the environment on every call: the proxies (every environment
     variable, lower-cased, and NO_PROXY matched against the host), the CA bundle,
-    and ~/.netrc on disk. That was 0.1–0.5 ms of CPU a message, a tenth of an
-    HTTP call's (docs/performance.md). The ESP's URL is the same for every call
+    and ~/.netrc on disk. That was about 0.2 ms of CPU a message, an eighth of
+    an HTTP call's (docs/performance.md, session 6). The ESP's URL is the same for every call
     of a connection, so its proxies and CA bundle are resolved here and the
     session stops looking. A .netrc is not read: every ESP backend sends its own
     credentials. Backends without a requests session (SMTP, Amazon SES through
