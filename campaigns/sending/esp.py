@@ -1,7 +1,5 @@
 """An ESP connection for a sending thread, opened once and kept for its job."""
 
-import os
-
 import requests
 from django.core.mail import mailers
 
@@ -31,10 +29,7 @@ def settle_environment(backend) -> None:
     url = getattr(backend, "api_url", None)
     if not isinstance(session, requests.Session) or not session.trust_env or not url:
         return
-    for scheme, proxy in requests.utils.get_environ_proxies(url).items():
-        session.proxies.setdefault(scheme, proxy)
-    if session.verify is True:
-        session.verify = (
-            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        )
+    # requests' own reading of the environment for this URL, as it does before each call.
+    found = session.merge_environment_settings(url, {}, None, None, None)
+    session.proxies, session.verify = found["proxies"], found["verify"]
     session.trust_env = False
