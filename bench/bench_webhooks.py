@@ -166,7 +166,7 @@ def start_services(args) -> tuple[subprocess.Popen, subprocess.Popen, int]:
             "--bind",
             f"127.0.0.1:{port}",
             "--worker-class",
-            "gthread",
+            args.worker_class,
             "--workers",
             str(args.workers),
             "--threads",
@@ -351,6 +351,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500, help="events per SendGrid request")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn processes")
     parser.add_argument("--server-threads", type=int, default=4)
+    parser.add_argument(
+        "--worker-class",
+        default="gthread",
+        help="gunicorn's: gthread (keep-alive, a thread pool a process) or sync (one request "
+        "at a time a process, a new connection a request)",
+    )
     parser.add_argument("--clients", type=int, default=2, help="load generator processes")
     parser.add_argument("--threads", type=int, default=8, help="connections per client")
     args = parser.parse_args()
