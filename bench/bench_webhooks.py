@@ -7,7 +7,8 @@ What it does, on a database of its own (`amends_bench_webhooks`, dropped and cre
 1. Seeds one incident with `--batched + --single` deliveries recorded as sent (ESP message ids
    `bench-<n>`), through the services for users, incident, version and approval, and in bulk
    for people and deliveries.
-2. Starts gunicorn (gthread) on 127.0.0.1 and one `rqworker webhooks` on Redis (db 7).
+2. Starts gunicorn (gthread, or `--worker-class sync`) on 127.0.0.1 and one
+   `rqworker webhooks` on Redis (db 7).
 3. Batched, like SendGrid: `--batch` events per request (a "delivered" for each of the first
    `--batched` deliveries, and an "open" for every fifth), posted by `--clients` processes of
    `--threads` keep-alive connections each. Then one event per request, like Postmark: a
