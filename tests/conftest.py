@@ -153,3 +153,13 @@ def run_jobs(django_capture_on_commit_callbacks):
             worker.work(burst=True)
 
     return _run
+
+
+@pytest.fixture
+def postmark_stub():
+    """The local Postmark stand-in (tests/esp_stub.py), listening; stopped after the test."""
+    from tests.esp_stub import PostmarkStub
+
+    stub = PostmarkStub().start()
+    yield stub
+    stub.stop()

@@ -10,16 +10,8 @@ import pytest
 from django.core.mail import EmailMessage
 
 from campaigns.sending.esp import open_mailer
-from tests.esp_stub import PostmarkStub
 
 REFUSED = "http://127.0.0.1:9"  # nothing listens there
-
-
-@pytest.fixture
-def stub():
-    stub = PostmarkStub().start()
-    yield stub
-    stub.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -38,21 +30,23 @@ def _send(backend, n: int = 1) -> int:
     )
 
 
-def test_an_esp_reached_through_the_environments_proxy_still_is(stub, settings, monkeypatch):
+def test_an_esp_reached_through_the_environments_proxy_still_is(
+    postmark_stub, settings, monkeypatch
+):
     # The ESP's host does not resolve: only the proxy (the stub, as a forward proxy) reaches it.
-    settings.MAILERS = {"default": stub.mailer(api_url="http://esp.invalid/")}
-    monkeypatch.setenv("HTTP_PROXY", stub.url)
+    settings.MAILERS = {"default": postmark_stub.mailer(api_url="http://esp.invalid/")}
+    monkeypatch.setenv("HTTP_PROXY", postmark_stub.url)
 
     backend = open_mailer("default")
     try:
         assert _send(backend, 3) == 3
     finally:
         backend.close()
-    assert (stub.proxied, stub.taken) == (3, 3)
+    assert (postmark_stub.proxied, postmark_stub.taken) == (3, 3)
 
 
-def test_no_proxy_still_sends_straight_to_the_esp(stub, settings, monkeypatch):
-    settings.MAILERS = {"default": stub.mailer()}
+def test_no_proxy_still_sends_straight_to_the_esp(postmark_stub, settings, monkeypatch):
+    settings.MAILERS = {"default": postmark_stub.mailer()}
     monkeypatch.setenv("HTTP_PROXY", REFUSED)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
 
@@ -61,13 +55,13 @@ def test_no_proxy_still_sends_straight_to_the_esp(stub, settings, monkeypatch):
         assert _send(backend) == 1
     finally:
         backend.close()
-    assert (stub.proxied, stub.taken) == (0, 1)
+    assert (postmark_stub.proxied, postmark_stub.taken) == (0, 1)
 
 
 def test_the_environment_is_read_when_the_connection_opens_not_on_every_call(
-    stub, settings, monkeypatch
+    postmark_stub, settings, monkeypatch
 ):
-    settings.MAILERS = {"default": stub.mailer()}
+    settings.MAILERS = {"default": postmark_stub.mailer()}
     backend = open_mailer("default")
     try:
         assert _send(backend) == 1
@@ -76,4 +70,4 @@ def test_the_environment_is_read_when_the_connection_opens_not_on_every_call(
         assert _send(backend, 2) == 2
     finally:
         backend.close()
-    assert (stub.proxied, stub.taken) == (0, 3)
+    assert (postmark_stub.proxied, postmark_stub.taken) == (0, 3)

@@ -66,11 +66,9 @@ def _sending_settings(transactional_audit, settings):
 
 
 @pytest.fixture
-def stub(settings):
-    stub = PostmarkStub().start()
-    settings.MAILERS = {"default": stub.mailer()}
-    yield stub
-    stub.stop()
+def stub(settings, postmark_stub):
+    settings.MAILERS = {"default": postmark_stub.mailer()}
+    return postmark_stub
 
 
 def drain():
