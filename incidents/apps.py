@@ -1,4 +1,4 @@
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.db.models.signals import post_migrate
 
 
@@ -15,6 +15,8 @@ class IncidentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        # After every app's post_migrate, not just ours: campaigns is installed after
-        # incidents, so its permissions (suppressions) only exist once its turn came.
-        post_migrate.connect(_sync_roles, dispatch_uid="amends-sync-roles")
+        # Once, after the last app's post_migrate, when every app's permissions exist
+        # (campaigns is installed after incidents). Django sends post_migrate for each
+        # app with models, after `migrate` and after each test that commits (its flush).
+        last = [config for config in apps.get_app_configs() if config.models_module][-1]
+        post_migrate.connect(_sync_roles, sender=last, dispatch_uid="amends-sync-roles")

@@ -108,19 +108,30 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
 
 
 def sync_roles(*, apps=global_apps, using: str = "default") -> None:
-    """Create the role groups and give each exactly the permissions in the table."""
+    """Create the role groups and give each exactly the permissions in the table.
+
+    It runs after every app's post_migrate, and a test database's flush sends
+    those again after each test that commits: so one query reads every
+    permission the table names (one query a permission cost 5 s a flush).
+    A permission whose app has not had its turn yet is added on a later call.
+    """
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
+    named = [perm.split(".") for perms in ROLE_PERMISSIONS.values() for perm in perms]
+    found: dict[str, list[int]] = {}
+    rows = (
+        Permission.objects.using(using)
+        .filter(
+            content_type__app_label__in={app_label for app_label, _ in named},
+            codename__in={codename for _, codename in named},
+        )
+        .values_list("content_type__app_label", "codename", "pk")
+    )
+    for app_label, codename, pk in rows:
+        found.setdefault(f"{app_label}.{codename}", []).append(pk)
     for role, perms in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.using(using).get_or_create(name=role)
-        wanted = []
-        for perm in perms:
-            app_label, codename = perm.split(".")
-            found = Permission.objects.using(using).filter(
-                content_type__app_label=app_label, codename=codename
-            )
-            wanted.extend(found)
-        group.permissions.set(wanted)
+        group.permissions.set([pk for perm in perms for pk in found.get(perm, [])])
 
 
 def role_of(user) -> str | None:
