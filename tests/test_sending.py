@@ -25,6 +25,7 @@ from incidents import services as incident_services
 from incidents.actors import Actor
 from incidents.models import AffectedPerson, AuditEntry, SendLogEntry
 from incidents.services.audience import default_segment
+from tests.conftest import requires_postgres
 from tests.esp_stub import PostmarkStub
 from tests.factories import freeze_people
 
@@ -357,6 +358,23 @@ def test_the_database_refuses_a_second_apology_per_incident(
     Delivery.objects.create(
         campaign=other, incident=incident, person=person, address="x@y.z", resend=True
     )
+
+
+@requires_postgres
+def test_the_database_refuses_a_delivery_whose_incident_is_not_its_campaigns(
+    segment, people, support_sam, version, incident
+):
+    # One foreign key covers (campaign, incident) together (campaigns migration 0011).
+    campaign = services.campaign_launch(version=version, segment=segment, by=as_user(support_sam))
+    elsewhere = incident_services.incident_open(
+        title="Another mis-sent email",
+        summary="A different incident.",
+        severity="SEV3",
+        by=as_user(support_sam),
+    )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Delivery.objects.filter(campaign=campaign).update(incident=elsewhere)
+    assert Delivery.objects.filter(campaign=campaign, incident=incident).count() == len(people)
 
 
 def test_one_unfinished_campaign_per_segment(segment, people, support_sam, version, settings):

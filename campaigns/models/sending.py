@@ -109,6 +109,8 @@ class Campaign(models.Model):
                 condition=models.Q(rate_limit__gte=1) & models.Q(batch_size__gte=1),
                 name="campaign_rate_and_batch_positive",
             ),
+            # What a delivery's (campaign, incident) refers to: see Delivery.campaign.
+            models.UniqueConstraint(fields=["id", "incident"], name="campaign_id_incident"),
             # One campaign at a time per segment: a second one is a top-up or waits.
             models.UniqueConstraint(
                 fields=["segment"],
@@ -250,11 +252,20 @@ class Delivery(models.Model):
 
     # No index of its own: (campaign, status) and (campaign, person) both start with it, and
     # every index is written again by each of a delivery's three updates while it is sent.
+    # On PostgreSQL one foreign key covers both columns, (campaign, incident) -> the
+    # campaign's (id, incident) (migration 0011): the incident must be the campaign's, and a
+    # launch's million rows cost one deferred check each at commit instead of two.
     campaign = models.ForeignKey(
-        Campaign, on_delete=models.PROTECT, related_name="deliveries", db_index=False
+        Campaign,
+        on_delete=models.PROTECT,
+        related_name="deliveries",
+        db_index=False,
+        db_constraint=False,
     )
     # Copied from the campaign, so the "once per incident" index needs no join.
-    incident = models.ForeignKey("incidents.Incident", on_delete=models.PROTECT, related_name="+")
+    incident = models.ForeignKey(
+        "incidents.Incident", on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
     person = models.ForeignKey(
         "incidents.AffectedPerson", on_delete=models.PROTECT, related_name="deliveries"
     )
