@@ -110,10 +110,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
 def sync_roles(*, apps=global_apps, using: str = "default") -> None:
     """Create the role groups and give each exactly the permissions in the table.
 
-    It runs after every app's post_migrate, and a test database's flush sends
-    those again after each test that commits: so one query reads every
-    permission the table names (one query a permission cost 5 s a flush).
-    A permission whose app has not had its turn yet is added on a later call.
+    It runs after `migrate` and after each flush of a test database (every test
+    that commits), so one query reads every permission the table names: a query
+    a permission cost 5 s a flush. A permission that does not exist is left out.
     """
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
