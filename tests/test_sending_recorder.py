@@ -12,16 +12,18 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns import jobs, sending, services
 from campaigns.models import Delivery
 from campaigns.rendering import Renderer, choose_locale, render_context, render_version
-from campaigns.sending.claims import hand_over
+from campaigns.sending.claims import _HAND_SQL, hand_over
 from campaigns.sending.limits import _LocalLimiter
 from campaigns.sending.outcomes import Outcome, change_for
 from campaigns.sending.recorder import Recorder, write, write_and_audit
 from incidents.models import AuditEntry
+from tests.conftest import requires_postgres
 from tests.test_sending import CONTENT, add_people, approved_version, as_user
 
 Status = Delivery.Status
@@ -216,3 +218,23 @@ def test_a_send_job_renders_exactly_what_the_preview_renders(incident, support_s
             # chosen locale never does.
             assert replace(got, fell_back=False) == expected
             assert got.fell_back == (wanted == "nl")
+
+
+@requires_postgres
+def test_a_hand_over_finds_its_rows_by_id_not_by_reading_the_whole_chunk(claimed):
+    # A claim sets one lease on every row of its chunk. Were the hand-over of a group
+    # found through the in-flight index (lease_until, of `sending` rows), each group of
+    # 32 would read all 2,000 rows of its chunk.
+    ids, lease = [d.pk for d in claimed[:2]], claimed[0].lease_until
+    now = timezone.now()
+    sql = _HAND_SQL.format(ids="= ANY(%s)")
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Statistics from before the claim, as after a launch: nothing is `sending`.
+        Delivery.objects.update(status=Status.QUEUED)
+        cursor.execute("ANALYZE campaigns_delivery")
+        Delivery.objects.update(status=Status.SENDING)
+        cursor.execute("SET LOCAL enable_seqscan = off")  # eight rows: a scan would do
+        cursor.execute(f"EXPLAIN {sql}", [now, ids, lease, now])
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    assert "campaigns_delivery_pkey" in plan
+    assert "delivery_in_flight" not in plan
