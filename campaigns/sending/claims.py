@@ -150,8 +150,8 @@ def hand_over(delivery: Delivery) -> bool:
 # converts it from its cache); SQLite, a list of placeholders.
 # `status || ''` keeps PostgreSQL on the primary key: with a plain `status = 'sending'` it
 # may take the in-flight index (lease_until, of `sending` rows) and read every row under
-# this lease, the whole chunk of up to 2,000, for each group of 32 (session 9: PostgreSQL's
-# CPU a message 203-230 µs before, 186-203 µs after).
+# this lease, the whole chunk of up to 2,000, for each group of 32 (docs/performance.md,
+# session 9).
 _HAND_SQL = """
     UPDATE campaigns_delivery SET handed_at = %s
     WHERE id {ids} AND status || '' = 'sending' AND handed_at IS NULL
