@@ -102,14 +102,20 @@ def require(tool: str) -> None:
 
 
 def machine() -> str:
+    """CPUs, model and family, and load: sessions' VMs all say "AMD EPYC" at different speeds."""
     cpus = os.cpu_count()
     try:
-        model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
+        info = dict(
+            (key.strip(), value.strip())
+            for key, _, value in (
+                line.partition(":") for line in Path("/proc/cpuinfo").read_text().splitlines()
+            )
+            if key.strip() in ("model name", "cpu family", "model")
         )
-    except (OSError, StopIteration):
+        model = info["model name"]
+        if "cpu family" in info:
+            model += f", family {info['cpu family']} model {info.get('model', '?')}"
+    except (OSError, KeyError):
         model = "unknown CPU"
     try:
         load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
