@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 from collections.abc import Sequence
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -176,8 +177,12 @@ def hand_over_many(deliveries: Sequence[Delivery | SendRow]) -> set[int]:
     margin = timedelta(seconds=settings.SEND_LEASE_SECONDS / 2)
     adapt = connection.ops.adapt_datetimefield_value
     handed: set[int] = set()
-    with transaction.atomic(), connection.cursor() as cursor:
-        for lease, ids in _ids_by_lease(deliveries).items():
+    groups = _ids_by_lease(deliveries)
+    # One statement commits by itself (autocommit), durably once it returns. A transaction
+    # around it would cost a BEGIN and a COMMIT round trip for each group a worker sends.
+    in_one = transaction.atomic() if len(groups) > 1 else nullcontext()
+    with in_one, connection.cursor() as cursor:
+        for lease, ids in groups.items():
             if connection.vendor == "postgresql":
                 sql, id_params = _HAND_SQL.format(ids="= ANY(%s)"), [ids]
             else:
