@@ -7,18 +7,19 @@ batch commits the row stays `sending` for the sweeper. Both setups run them
 (PostgreSQL and SQLite have their own SQL for the VALUES list).
 """
 
+import threading
 import time
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from campaigns import jobs, sending, services
 from campaigns.models import Delivery
 from campaigns.rendering import Renderer, choose_locale, render_context, render_version
-from campaigns.sending.claims import _HAND_SQL, hand_over
+from campaigns.sending.claims import _HAND_SQL, hand_over, hand_over_many
 from campaigns.sending.limits import _LocalLimiter
 from campaigns.sending.outcomes import Outcome, change_for
 from campaigns.sending.recorder import Recorder, write, write_and_audit
@@ -238,3 +239,32 @@ def test_a_hand_over_finds_its_rows_by_id_not_by_reading_the_whole_chunk(claimed
         plan = "\n".join(line for (line,) in cursor.fetchall())
     assert "campaigns_delivery_pkey" in plan
     assert "delivery_in_flight" not in plan
+
+
+def test_a_hand_over_is_committed_by_the_time_it_returns(
+    incident, support_sam, comms_cleo, monkeypatch
+):
+    # The marker keeps the sweeper from queueing a row again while its ESP call runs, so
+    # every other connection must see it before the call starts.
+    from incidents.services.audience import default_segment
+
+    segment = default_segment(incident)
+    add_people(incident, support_sam, 3)
+    version = approved_version(segment, support_sam, comms_cleo)
+    monkeypatch.setattr(jobs, "enqueue_batches", lambda *args: None)
+    campaign = services.campaign_launch(version=version, segment=segment, by=as_user(support_sam))
+    ids = sending.claim(campaign.pk, 0, 10**12, 100)
+    assert hand_over_many(list(Delivery.objects.filter(pk__in=ids))) == set(ids)
+
+    seen = {}
+
+    def sweepers_view():
+        try:
+            seen["handed"] = Delivery.objects.filter(pk__in=ids, handed_at__isnull=False).count()
+        finally:
+            connections.close_all()
+
+    other = threading.Thread(target=sweepers_view)
+    other.start()
+    other.join()
+    assert seen["handed"] == len(ids) == 3
