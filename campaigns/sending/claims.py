@@ -132,17 +132,7 @@ def hand_over(delivery: Delivery) -> bool:
     so of the two, exactly one wins the row, and a row is never both sent by
     this worker and queued again.
     """
-    now = timezone.now()
-    margin = timedelta(seconds=settings.SEND_LEASE_SECONDS / 2)
-    return bool(
-        Delivery.objects.filter(
-            pk=delivery.pk,
-            status=Status.SENDING,
-            handed_at__isnull=True,
-            lease_until=delivery.lease_until,
-            lease_until__gt=now + margin,
-        ).update(handed_at=now)
-    )
+    return delivery.pk in hand_over_many([delivery])
 
 
 # Many hand-overs in one statement and one commit: the same conditions as `hand_over`, for
