@@ -37,8 +37,8 @@ def _settings(transactional_audit, settings):
 
 
 @pytest.fixture
-def claimed(incident, support_sam, comms_cleo, monkeypatch):
-    """Eight deliveries of a running campaign, claimed (`sending`) and handed to the ESP."""
+def claimed_only(incident, support_sam, comms_cleo, monkeypatch):
+    """Eight deliveries of a running campaign, claimed (`sending`), not handed over yet."""
     from incidents.services.audience import default_segment
 
     segment = default_segment(incident)
@@ -47,7 +47,13 @@ def claimed(incident, support_sam, comms_cleo, monkeypatch):
     monkeypatch.setattr(jobs, "enqueue_batches", lambda *args: None)  # no worker runs
     campaign = services.campaign_launch(version=version, segment=segment, by=as_user(support_sam))
     ids = sending.claim(campaign.pk, 0, 10**12, 100)
-    deliveries = list(Delivery.objects.filter(pk__in=ids).order_by("id"))
+    return list(Delivery.objects.filter(pk__in=ids).order_by("id"))
+
+
+@pytest.fixture
+def claimed(claimed_only):
+    """The same eight deliveries, handed to the ESP."""
+    deliveries = claimed_only
     for delivery in deliveries:
         assert hand_over(delivery)
     return deliveries
@@ -241,20 +247,11 @@ def test_a_hand_over_finds_its_rows_by_id_not_by_reading_the_whole_chunk(claimed
     assert "delivery_in_flight" not in plan
 
 
-def test_a_hand_over_is_committed_by_the_time_it_returns(
-    incident, support_sam, comms_cleo, monkeypatch
-):
+def test_a_hand_over_is_committed_by_the_time_it_returns(claimed_only):
     # The marker keeps the sweeper from queueing a row again while its ESP call runs, so
     # every other connection must see it before the call starts.
-    from incidents.services.audience import default_segment
-
-    segment = default_segment(incident)
-    add_people(incident, support_sam, 3)
-    version = approved_version(segment, support_sam, comms_cleo)
-    monkeypatch.setattr(jobs, "enqueue_batches", lambda *args: None)
-    campaign = services.campaign_launch(version=version, segment=segment, by=as_user(support_sam))
-    ids = sending.claim(campaign.pk, 0, 10**12, 100)
-    assert hand_over_many(list(Delivery.objects.filter(pk__in=ids))) == set(ids)
+    ids = [d.pk for d in claimed_only]
+    assert hand_over_many(claimed_only) == set(ids)
 
     seen = {}
 
@@ -267,4 +264,4 @@ def test_a_hand_over_is_committed_by_the_time_it_returns(
     other = threading.Thread(target=sweepers_view)
     other.start()
     other.join()
-    assert seen["handed"] == len(ids) == 3
+    assert seen["handed"] == len(ids) == 8
