@@ -14,6 +14,7 @@ from campaigns.models import (
     Message,
     MessageVersion,
     OutboxMessage,
+    SendClaim,
     Suppression,
     TestSend,
 )
@@ -77,7 +78,15 @@ class DeliveryAdmin(ReadOnlyAdmin):
     list_filter = ["status", "resend"]
     list_select_related = ["campaign"]
     search_fields = ["=esp_message_id", "=verification_code"]
-    raw_id_fields = ["person"]
+    raw_id_fields = ["person", "claim"]
+
+
+@admin.register(SendClaim)
+class SendClaimAdmin(ReadOnlyAdmin):
+    # A send job's claim: its lease and how far it handed its rows to the ESP.
+    list_display = ["campaign", "lease_until", "handed_through", "revoked_at", "created_at"]
+    list_select_related = ["campaign"]
+    show_full_result_count = False
 
 
 @admin.register(DeliveryEvent)

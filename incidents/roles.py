@@ -24,6 +24,7 @@ _READ = [
     "campaigns.view_campaign",
     "campaigns.view_delivery",
     "campaigns.view_deliveryevent",
+    "campaigns.view_sendclaim",
     "incidents.view_contactrecord",
 ]
 # Finding and shaping the audience: import the send log, freeze, segment, trim the list.

@@ -19,7 +19,7 @@ One run (`run_chaos`):
 - FLUSHes the run's own Redis database once (every queued job is gone);
 - sweeps every half second, as cron would, with short leases;
 - right after each kill, once PostgreSQL has no connection of the dead workers
-  left, notes the deliveries that were handed to the ESP (`handed_at`) and not
+  left, notes the deliveries that were handed to the ESP (by their claim) and not
   recorded (`sending`): the messages in flight at the kill;
 - stops when the campaign is completed, then checks the invariants (`check`).
 """
@@ -187,12 +187,10 @@ def _plan(config: ChaosConfig, rng: random.Random) -> list[tuple[int, str]]:
 
 def _in_flight(campaign_id: int) -> set[int]:
     from campaigns.models import Delivery
+    from campaigns.sending.claims import handed_over
 
-    return set(
-        Delivery.objects.filter(
-            campaign_id=campaign_id, status=Delivery.Status.SENDING, handed_at__isnull=False
-        ).values_list("id", flat=True)
-    )
+    in_flight = Delivery.objects.filter(campaign_id=campaign_id, status=Delivery.Status.SENDING)
+    return set(handed_over(in_flight).values_list("id", flat=True))
 
 
 def run_chaos(

@@ -19,8 +19,15 @@ from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from campaigns import sending, services
-from campaigns.models import Campaign, Delivery, IllegalTransition, OutboxMessage, Suppression
-from campaigns.sending.claims import hand_over
+from campaigns.models import (
+    Campaign,
+    Delivery,
+    IllegalTransition,
+    OutboxMessage,
+    SendClaim,
+    Suppression,
+)
+from campaigns.sending.claims import hand_over, handed_over
 from incidents import services as incident_services
 from incidents.actors import Actor
 from incidents.models import AffectedPerson, AuditEntry, SendLogEntry
@@ -795,7 +802,8 @@ def test_a_worker_never_sends_a_row_the_sweeper_took_back(
     assert hand_over_all([first]) == [False]
     assert sending.release([first]) == 0  # a handed row is never queued again by a worker
     row = Delivery.objects.get(pk=first)
-    assert row.status == Status.SENDING and row.handed_at is not None and row.attempts == 1
+    assert row.status == Status.SENDING and row.attempts == 1
+    assert handed_over(Delivery.objects.filter(pk=first)).exists()
 
 
 def test_a_row_is_not_handed_over_with_less_than_half_its_lease_left(
@@ -808,11 +816,12 @@ def test_a_row_is_not_handed_over_with_less_than_half_its_lease_left(
     (pk,) = sending.claim(campaign.pk, 0, 10**12, 1)
     short = timezone.now() + timedelta(seconds=settings.SEND_LEASE_SECONDS / 2 - 1)
     Delivery.objects.filter(pk=pk).update(lease_until=short)
+    SendClaim.objects.update(lease_until=short)
     assert hand_over_all([pk]) == [False]
     assert sending.release([pk]) == 1  # still this worker's, never handed: back to the queue
 
 
-def test_hand_overs_committed_together_keep_each_rows_own_conditions(
+def test_hand_overs_committed_together_keep_each_groups_own_conditions(
     segment, people, support_sam, version, settings, monkeypatch
 ):
     from campaigns import jobs
@@ -820,31 +829,43 @@ def test_hand_overs_committed_together_keep_each_rows_own_conditions(
 
     monkeypatch.setattr(jobs, "enqueue_batches", lambda *args: None)
     campaign = services.campaign_launch(version=version, segment=segment, by=as_user(support_sam))
-    ids = sending.claim(campaign.pk, 0, 10**12, 6)
-    rows = {d.pk: d for d in Delivery.objects.filter(pk__in=ids)}
-    short, stale, *fine = ids
-    Delivery.objects.filter(pk=short).update(
+    first = sending.claim(campaign.pk, 0, 10**12, 4)
+    short = sending.claim(campaign.pk, 0, 10**12, 2)  # a claim whose lease is nearly over
+    SendClaim.objects.filter(pk=Delivery.objects.get(pk=short[0]).claim_id).update(
         lease_until=timezone.now() + timedelta(seconds=settings.SEND_LEASE_SECONDS / 2 - 1)
     )
-    rows[stale].lease_until -= timedelta(microseconds=1)  # another claim's lease
+    rows = {d.pk: d for d in Delivery.objects.filter(pk__in=first + short)}
+    a, b, c, d = (rows[pk] for pk in first)
     writer = HandOver()
     try:
-        answers: dict[int, bool] = {}
-        threads = [
-            threading.Thread(target=lambda d=d: answers.__setitem__(d.pk, d.pk in writer([d])))
-            for d in rows.values()
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert answers == {pk: pk in fine for pk in ids}
-        assert writer([rows[fine[0]]]) == set()  # handed once per claim
-        assert writer(list(rows.values())) == set()  # a group: each row on its own terms
+        # Submitted back to back, so the writer may mark several in one transaction.
+        asks = [writer.submit(group) for group in ([a, b], [rows[pk] for pk in short], [c], [b])]
+        answers = [writer.wait(ask) for ask in asks]
+        assert answers == [{a.pk, b.pk}, set(), {c.pk}, set()]  # b: handed once per claim
+        assert writer([d]) == {d.pk}
     finally:
         writer.close()
-    handed = set(Delivery.objects.filter(handed_at__isnull=False).values_list("id", flat=True))
-    assert handed == set(fine)
+    assert set(handed_over(Delivery.objects.all()).values_list("id", flat=True)) == set(first)
+
+
+def test_a_claim_hands_its_rows_over_in_id_order_and_each_only_once(
+    segment, people, support_sam, version, monkeypatch
+):
+    from campaigns import jobs
+    from campaigns.sending.claims import hand_over_many
+
+    monkeypatch.setattr(jobs, "enqueue_batches", lambda *args: None)
+    campaign = services.campaign_launch(version=version, segment=segment, by=as_user(support_sam))
+    ids = sending.claim(campaign.pk, 0, 10**12, 5)
+    rows = list(Delivery.objects.filter(pk__in=ids).order_by("id"))
+    assert hand_over_many(rows[2:4]) == set(ids[2:4])
+    assert hand_over_many(rows[:2]) == set()  # behind what was handed: never sent now
+    assert hand_over_many(rows[3:]) == set()  # overlaps it: nothing of the group
+    # Only the row past what was handed may go back to the queue; the two behind it count as
+    # handed (the cautious side: a worker never sends out of order).
+    assert sending.release(ids) == 1
+    assert Delivery.objects.get(pk=ids[4]).status == Status.QUEUED
+    assert hand_over_many(rows[4:]) == set()  # released: no longer this claim's to send
 
 
 def test_the_sandbox_outbox_is_evidence_that_a_message_went_out(
@@ -1026,14 +1047,14 @@ def test_rows_marked_but_never_given_to_the_esp_go_back_to_the_queue_only_for_th
     rows = list(Delivery.objects.filter(pk__in=ids).order_by("id"))
     assert hand_over_many(rows) == set(ids)
     ours, theirs, kept = rows
-    theirs.lease_until -= timedelta(microseconds=1)  # as if another claim held it now
+    theirs.claim_id = SendClaim.objects.create(campaign=campaign, lease_until=theirs.lease_until).pk
 
     assert hand_back([ours, theirs]) == 1
 
     ours.refresh_from_db()
-    assert (ours.status, ours.handed_at, ours.attempts) == (Delivery.Status.QUEUED, None, 0)
+    assert (ours.status, ours.attempts) == (Delivery.Status.QUEUED, 0)
     assert Delivery.objects.get(pk=theirs.pk).status == Delivery.Status.SENDING
-    assert Delivery.objects.get(pk=kept.pk).handed_at is not None
+    assert handed_over(Delivery.objects.filter(pk=kept.pk)).exists()
 
 
 def test_the_esp_stub_takes_nothing_from_a_request_cut_off_before_its_body():

@@ -16,7 +16,7 @@ from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from campaigns import services
-from campaigns.models import Campaign, Delivery, DeliveryEvent, Suppression
+from campaigns.models import Campaign, Delivery, DeliveryEvent, SendClaim, Suppression
 from incidents.actors import Actor
 from incidents.models import AffectedPerson, AuditEntry, ContactRecord, SendLogEntry
 from incidents.services.audience import default_segment
@@ -397,8 +397,11 @@ def test_a_stored_event_is_evidence_for_the_sweeper_that_the_esp_took_the_messag
 
     row = deliveries[0]
     expired = T0 - timedelta(hours=1)
+    handed = SendClaim.objects.create(
+        campaign_id=row.campaign_id, lease_until=expired, handed_through=row.pk
+    )
     Delivery.objects.filter(pk=row.pk).update(
-        status=Status.SENDING, esp_message_id="", lease_until=expired, handed_at=expired
+        status=Status.SENDING, esp_message_id="", lease_until=expired, claim=handed
     )
     # Stored by a webhook but not applied yet (its job has not run).
     [event] = simulate(

@@ -19,6 +19,7 @@ from campaigns.models.sending import (
     Campaign,
     Delivery,
     IllegalTransition,
+    SendClaim,
     new_verification_code,
 )
 from campaigns.models.suppression import Suppression
@@ -38,6 +39,7 @@ __all__ = [
     "Message",
     "MessageVersion",
     "OutboxMessage",
+    "SendClaim",
     "Suppression",
     "TestSend",
     "_AppendOnly",

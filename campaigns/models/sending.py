@@ -245,6 +245,30 @@ ACCEPTED = (DeliveryStatus.SENT, *_AFTER_SENT)
 PENDING = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
 
 
+class SendClaim(models.Model):
+    """One claim of a send job: the rows it set `sending` share its lease, and this row
+    says how far, in id order, they were handed to the ESP.
+
+    A job sends its claimed rows in id order and, right before each group's ESP
+    calls, moves `handed_through` up to the group's last id by one conditional
+    UPDATE (campaigns.sending.claims.hand_over_many): only while the claim is not
+    revoked, its lease holds for at least half its length, and nothing at or past
+    the group's first id was handed yet. The sweeper revokes a claim whose lease
+    ran out before it looks at its rows; both statements lock this row, so exactly
+    one of them wins: after the revoke nothing more is handed, and the rows past
+    `handed_through` were never given to the ESP and may be queued again.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
+    lease_until = models.DateTimeField()
+    handed_through = models.BigIntegerField("last delivery id handed to the ESP", null=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"claim {self.pk} of campaign {self.campaign_id}"
+
+
 class Delivery(models.Model):
     """One person's copy of a campaign's apology, with its sending state and ESP message id."""
 
@@ -277,10 +301,19 @@ class Delivery(models.Model):
     attempts = models.PositiveSmallIntegerField("ESP calls made", default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
-    # Set by one conditional UPDATE right before the ESP call of the current claim (reset
-    # by each claim). Expired `sending` rows without it were never handed to the ESP, so
-    # the sweeper may queue them again; with it and no evidence, they are `uncertain`.
-    handed_at = models.DateTimeField("handed to the ESP", null=True, blank=True)
+    # The claim that set the row `sending` (and its lease). Whether the row was handed to
+    # the ESP is the claim's `handed_through`, not a column of its own: marking one small
+    # row per group of messages costs far less than updating each delivery once more.
+    # No database key and no index: nothing looks deliveries up by their claim.
+    claim = models.ForeignKey(
+        "SendClaim",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
     esp_message_id = models.CharField("ESP message id", max_length=255, blank=True)
     error = models.TextField("ESP's reason or ours", blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)

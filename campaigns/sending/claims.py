@@ -1,11 +1,12 @@
 """Claiming deliveries in the database: id ranges for jobs, conditional claims, hand-overs,
 releases.
 
-A delivery's life in a worker is three conditional UPDATEs: `claim` (queued →
-sending, with a lease), `hand_over` (the marker set right before the ESP call,
-for this claim only) and the answer's record. Each one acts only when the row
-is still in the state the previous one left, so a worker that lost a row (to
-the sweeper, after its lease ran out) can no longer send or release it.
+A delivery's life in a worker is two conditional UPDATEs and one mark: `claim`
+(queued → sending, with a lease, under a new `SendClaim`), `hand_over` (right
+before the ESP calls, the claim's `handed_through` moves up to the group's last
+id) and the answer's record. Each acts only when the row or claim is still in
+the state the previous step left, so a worker that lost its claim (to the
+sweeper, after its lease ran out) can no longer send or release its rows.
 """
 
 import logging
@@ -17,10 +18,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, connections, transaction
-from django.db.models import Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from campaigns.models import Campaign, Delivery
+from campaigns.models import Campaign, Delivery, SendClaim
 from campaigns.sending.rows import SendRow
 
 Status = Delivery.Status
@@ -70,6 +71,24 @@ def claim(campaign_id: int, first_id: int, last_id: int, limit: int) -> list[int
     """
     now = timezone.now()
     lease = now + timedelta(seconds=settings.SEND_LEASE_SECONDS)
+    with transaction.atomic():
+        send_claim = SendClaim.objects.create(campaign_id=campaign_id, lease_until=lease)
+        ids = _claim_rows(campaign_id, first_id, last_id, limit, send_claim, now)
+        if not ids:
+            send_claim.delete()  # nothing was due: no claim to keep
+    if ids:
+        # Outside the claim's transaction, so it never waits on a campaign lock while
+        # holding delivery locks. At most every second: it only tells the sweeper "alive".
+        Campaign.objects.filter(pk=campaign_id).filter(
+            Q(last_claim_at__isnull=True) | Q(last_claim_at__lt=now - timedelta(seconds=1))
+        ).update(last_claim_at=now)
+    return ids
+
+
+def _claim_rows(
+    campaign_id: int, first_id: int, last_id: int, limit: int, send_claim: SendClaim, now
+) -> list[int]:
+    lease = send_claim.lease_until
     if connection.vendor == "postgresql":
         sql = """
             WITH picked AS (
@@ -81,105 +100,110 @@ def claim(campaign_id: int, first_id: int, last_id: int, limit: int) -> list[int
             )
             UPDATE campaigns_delivery d
             SET status = 'sending', attempts = d.attempts + 1, lease_until = %s,
-                handed_at = NULL, updated_at = %s
+                claim_id = %s, updated_at = %s
             FROM picked WHERE d.id = picked.id
             RETURNING d.id
         """
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, [campaign_id, first_id, last_id, now, limit, lease, now])
-            ids = sorted(row[0] for row in cursor.fetchall())
-    else:
-        # SQLite: transactions are IMMEDIATE, so nobody writes between the read and the update.
-        with transaction.atomic():
-            ids = list(
-                Delivery.objects.filter(
-                    campaign_id=campaign_id,
-                    id__gte=first_id,
-                    id__lte=last_id,
-                    status=Status.QUEUED,
-                )
-                .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-                .order_by("id")
-                .values_list("id", flat=True)[:limit]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                sql, [campaign_id, first_id, last_id, now, limit, lease, send_claim.pk, now]
             )
-            if ids:
-                from django.db.models import F
-
-                Delivery.objects.filter(id__in=ids, status=Status.QUEUED).update(
-                    status=Status.SENDING,
-                    attempts=F("attempts") + 1,
-                    lease_until=lease,
-                    handed_at=None,
-                    updated_at=now,
-                )
+            return sorted(row[0] for row in cursor.fetchall())
+    # SQLite: transactions are IMMEDIATE, so nobody writes between the read and the update.
+    ids = list(
+        Delivery.objects.filter(
+            campaign_id=campaign_id,
+            id__gte=first_id,
+            id__lte=last_id,
+            status=Status.QUEUED,
+        )
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
     if ids:
-        # Outside the claim's transaction, so it never waits on a campaign lock while
-        # holding delivery locks. At most every second: it only tells the sweeper "alive".
-        Campaign.objects.filter(pk=campaign_id).filter(
-            Q(last_claim_at__isnull=True) | Q(last_claim_at__lt=now - timedelta(seconds=1))
-        ).update(last_claim_at=now)
+        Delivery.objects.filter(id__in=ids, status=Status.QUEUED).update(
+            status=Status.SENDING,
+            attempts=F("attempts") + 1,
+            lease_until=lease,
+            claim=send_claim,
+            updated_at=now,
+        )
     return ids
 
 
 def hand_over(delivery: Delivery) -> bool:
     """Mark `delivery` handed to the ESP, right before the call; False: do not send it.
 
-    One conditional UPDATE, for this worker's claim only: the row must still be
-    `sending` under the lease this worker claimed it with (a re-claim sets a new
-    lease), not handed yet, and the lease must hold for at least half its length,
-    so the sweeper cannot outrun the ESP call. The sweeper queues expired rows
-    again only while they have no `handed_at`, by an UPDATE conditional on that:
-    so of the two, exactly one wins the row, and a row is never both sent by
-    this worker and queued again.
+    For this worker's claim only: the claim must not be revoked (the sweeper
+    revokes a claim whose lease ran out before it queues any of its rows again),
+    its lease must hold for at least half its length, so the sweeper cannot
+    outrun the ESP call, and the row must lie past everything the claim handed
+    over so far (a claim hands its rows over in id order, each once). Of the
+    worker and the sweeper exactly one wins the claim: a row is never both sent
+    by this worker and queued again.
     """
     return delivery.pk in hand_over_many([delivery])
 
 
-# Many hand-overs in one statement and one commit: the same conditions as `hand_over`, for
-# rows that share one lease (a claim sets one lease on every row it takes).
-# PostgreSQL gets the ids as one array, so the statement's text never changes (psycopg
-# converts it from its cache); SQLite, a list of placeholders.
-# `status || ''` keeps PostgreSQL on the primary key: with a plain `status = 'sending'` it
-# may take the in-flight index (lease_until, of `sending` rows) and read every row under
-# this lease, the whole chunk of up to 2,000, for each group of 32 (docs/performance.md,
-# session 9).
+# One statement a claim, on a row of its own: no delivery row is written (each one written
+# again would update every index of the table), only read: every row of the group must
+# still be `sending` under this claim (none released, handed back or moved by anyone else).
+# PostgreSQL gets the ids as one array, so the text never changes (psycopg converts it from
+# its cache); SQLite, a list of placeholders.
 _HAND_SQL = """
-    UPDATE campaigns_delivery SET handed_at = %s
-    WHERE id {ids} AND status || '' = 'sending' AND handed_at IS NULL
-      AND lease_until = %s AND lease_until > %s
-    RETURNING id
-"""  # noqa: S608 (constants; values are parameters)
+    UPDATE campaigns_sendclaim SET handed_through = %s
+    WHERE id = %s AND revoked_at IS NULL AND lease_until > %s
+      AND (handed_through IS NULL OR handed_through < %s)
+      AND NOT EXISTS (
+          SELECT 1 FROM campaigns_delivery
+          WHERE id {ids} AND (status <> 'sending' OR claim_id IS NULL OR claim_id <> %s)
+      )
+"""
 
 
-def _ids_by_lease(deliveries: Sequence[Delivery | SendRow]) -> dict[datetime, list[int]]:
-    # One claim sets one lease on all its rows, so this is one group in practice.
-    groups: dict[datetime, list[int]] = {}
+def _ids_by_claim(deliveries: Sequence[Delivery | SendRow]) -> dict[int | None, list[int]]:
+    # A job's chunk is one claim, so this is one group in practice.
+    groups: dict[int | None, list[int]] = {}
     for delivery in deliveries:
-        groups.setdefault(delivery.lease_until, []).append(delivery.pk)
+        groups.setdefault(delivery.claim_id, []).append(delivery.pk)
     return groups
 
 
 def hand_over_many(deliveries: Sequence[Delivery | SendRow]) -> set[int]:
-    """`hand_over` for several deliveries at once; the ids that were marked."""
+    """`hand_over` for several deliveries at once; the ids that were marked.
+
+    A claim's rows are marked all together or not at all: the claim holds or it
+    does not, and the rows given must all lie past what it handed over so far.
+    """
     if not deliveries:
         return set()
-    now = timezone.now()
     margin = timedelta(seconds=settings.SEND_LEASE_SECONDS / 2)
     adapt = connection.ops.adapt_datetimefield_value
+    lease_needed = adapt(timezone.now() + margin)
     handed: set[int] = set()
-    groups = _ids_by_lease(deliveries)
+    groups = _ids_by_claim(deliveries)
     # One statement commits by itself (autocommit), durably once it returns. A transaction
     # around it would cost a BEGIN and a COMMIT round trip for each group a worker sends.
     in_one = transaction.atomic() if len(groups) > 1 else nullcontext()
     with in_one, connection.cursor() as cursor:
-        for lease, ids in groups.items():
+        for claim_id, ids in groups.items():
+            if claim_id is None:
+                continue  # not claimed by a worker: nothing to send
             if connection.vendor == "postgresql":
                 sql, id_params = _HAND_SQL.format(ids="= ANY(%s)"), [ids]
             else:
                 sql, id_params = _HAND_SQL.format(ids=f"IN ({', '.join(['%s'] * len(ids))})"), ids
-            cursor.execute(sql, [adapt(now), *id_params, adapt(lease), adapt(now + margin)])
-            handed.update(found for (found,) in cursor.fetchall())
+            params = [max(ids), claim_id, lease_needed, min(ids), *id_params, claim_id]
+            cursor.execute(sql, params)
+            if cursor.rowcount == 1:
+                handed.update(ids)
     return handed
+
+
+def handed_over(deliveries: QuerySet[Delivery]) -> QuerySet[Delivery]:
+    """Those of `deliveries` that their claim handed to the ESP (its answer may be pending)."""
+    return deliveries.filter(claim__handed_through__gte=F("id"))
 
 
 class _Ask:
@@ -192,12 +216,14 @@ class _Ask:
 class HandOver:
     """Group commit for a job's hand-overs: `hand_over_many` semantics, fewer commits.
 
-    A sending thread calls it with the few rows it is about to send, right
-    before their ESP calls, and waits until their markers are committed (or
-    refused). One writer thread marks every row asked for while its previous
-    statement ran, in one transaction: with N sending threads, up to N asks
-    share a WAL flush instead of paying one each. Nothing waits to gather a
-    batch. `close` ends the thread and its database connection.
+    A sending thread submits the few rows it is about to send, right before
+    their ESP calls, and waits until they are marked (or refused). One writer
+    thread marks every group submitted while its previous transaction ran, in
+    order, each on its own terms, in one transaction: with N sending threads, up
+    to N groups share a WAL flush instead of paying one each. Nothing waits to
+    gather a batch. A claim hands its rows over in id order, so the threads
+    submit in the order they took their rows (`submit` under the lock they take
+    rows with), and wait outside it. `close` ends the thread and its connection.
     """
 
     def __init__(self, *, rows: int = 512):
@@ -208,10 +234,17 @@ class HandOver:
 
     def __call__(self, deliveries: Sequence[Delivery | SendRow]) -> set[int]:
         """The ids of `deliveries` now marked handed over: send those, and only those."""
-        if not deliveries:
-            return set()
+        return self.wait(self.submit(deliveries))
+
+    def submit(self, deliveries: Sequence[Delivery | SendRow]) -> _Ask:
         ask = _Ask(deliveries)
-        self._queue.put(ask)
+        if deliveries:
+            self._queue.put(ask)
+        else:
+            ask.done.set()
+        return ask
+
+    def wait(self, ask: _Ask) -> set[int]:
         while not ask.done.wait(0.5):
             if not self._thread.is_alive():
                 return set()  # not marked: not sent, and the sweeper may queue them again
@@ -239,20 +272,24 @@ class HandOver:
                         break
                     batch.append(ask)
                     rows += len(ask.deliveries)
-                try:
-                    handed = hand_over_many([d for ask in batch for d in ask.deliveries])
-                except Exception:
-                    # Not known to be marked, so not sent. Had the commit gone through
-                    # anyway, the rows stay `sending` and handed: the sweeper makes them
-                    # uncertain, never sent twice. A fresh connection for the next batch.
-                    log.exception("hand-over of %d deliveries failed", rows)
-                    handed = set()
-                    connections.close_all()
-                for ask in batch:
-                    ask.handed = {d.pk for d in ask.deliveries if d.pk in handed}
-                    ask.done.set()
+                self._mark(batch)
         finally:
             connections.close_all()  # this thread's own database connection
+
+    def _mark(self, batch: list[_Ask]) -> None:
+        try:
+            with transaction.atomic() if len(batch) > 1 else nullcontext():
+                handed = [hand_over_many(ask.deliveries) for ask in batch]
+        except Exception:
+            # Not known to be marked, so not sent. Had the commit gone through anyway,
+            # the rows stay `sending` and handed: the sweeper makes them uncertain, never
+            # sends them twice. A fresh connection for the next batch.
+            log.exception("hand-over of %d groups failed", len(batch))
+            handed = [set() for _ in batch]
+            connections.close_all()
+        for ask, marked in zip(batch, handed, strict=True):
+            ask.handed = marked
+            ask.done.set()
 
 
 def hand_back(
@@ -262,19 +299,16 @@ def hand_back(
 
     Only the worker that marked them knows no ESP call was made (it stopped
     first: a pause, a 429), so only its own claim may undo the marker: the row
-    must still be `sending` under the lease that claim set.
+    must still be `sending` under that claim.
     """
-    from django.db.models import F
-
     returned = 0
-    for lease, ids in _ids_by_lease(deliveries).items():
+    for claim_id, ids in _ids_by_claim(deliveries).items():
         returned += Delivery.objects.filter(
-            pk__in=ids, status=Status.SENDING, lease_until=lease
+            pk__in=ids, status=Status.SENDING, claim_id=claim_id
         ).update(
             status=Status.QUEUED,
             attempts=F("attempts") - 1,
             lease_until=None,
-            handed_at=None,
             next_attempt_at=not_before,
             updated_at=timezone.now(),
         )
@@ -286,16 +320,16 @@ def release(
 ) -> int:
     """Claimed rows that were never handed to the ESP go back to the queue, attempt uncounted.
 
-    Never a handed row: once `handed_at` is set, only the ESP's answer (or the
-    sweeper, without one) decides what the row becomes. With `lease`, only rows
-    still under the claim that set it (a worker releases its own rows, not rows
-    the sweeper took back and another job claimed since).
+    Never a handed row (at or below its claim's `handed_through`): only the ESP's
+    answer (or the sweeper, without one) decides what that row becomes. With
+    `lease`, only rows still under the claim that set it (a worker releases its
+    own rows, not rows the sweeper took back and another job claimed since).
     """
     if not ids:
         return 0
-    from django.db.models import F
-
-    rows = Delivery.objects.filter(id__in=ids, status=Status.SENDING, handed_at__isnull=True)
+    rows = Delivery.objects.filter(id__in=ids, status=Status.SENDING, claim__isnull=False).filter(
+        Q(claim__handed_through__isnull=True) | Q(claim__handed_through__lt=F("id"))
+    )
     if lease is not None:
         rows = rows.filter(lease_until=lease)
     return rows.update(

@@ -35,6 +35,7 @@ class SendRow:
     locale: str
     attempts: int
     lease_until: datetime | None
+    claim_id: int | None
     verification_code: str
     person: Person
 
@@ -50,6 +51,7 @@ _FIELDS = (
     "locale",
     "attempts",
     "lease_until",
+    "claim_id",
     "verification_code",
     "person__id",
     "person__address",
@@ -68,4 +70,4 @@ def claimed_rows(ids: list[int]) -> list[SendRow]:
         .order_by("id")
         .values_list(*_FIELDS)
     )
-    return [SendRow(*row[:8], person=Person(*row[8:])) for row in rows]
+    return [SendRow(*row[:9], person=Person(*row[9:])) for row in rows]

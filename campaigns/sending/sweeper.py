@@ -7,7 +7,7 @@ from django.db import transaction
 from django.db.models import F, Min
 from django.utils import timezone
 
-from campaigns.models import Campaign, Delivery, DeliveryEvent, OutboxMessage
+from campaigns.models import Campaign, Delivery, DeliveryEvent, OutboxMessage, SendClaim
 from campaigns.sending.claims import batch_ranges
 from incidents import audit
 from incidents.actors import Actor
@@ -94,9 +94,10 @@ def _evidence(rows: list[tuple[int, int, str]]) -> dict[int, str]:
 def sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Recover what crashes and lost jobs left behind. Run it every minute; safe to overlap.
 
-    1. `sending` rows whose lease expired: `sent` when there is evidence the ESP
-       took them; back to `queued` when they were never handed to the ESP (no
-       `handed_at`: the worker died between its claim and the ESP call);
+    1. `sending` rows whose lease expired: their claim is revoked first (from then
+       on its worker can hand nothing more over). Then each row is `sent` when
+       there is evidence the ESP took it; back to `queued` when it lies past what
+       its claim handed over (the worker died before that row's ESP call);
        otherwise `uncertain` (audited), never sent again by the machine.
     2. Queued rows of cancelled campaigns: `cancelled`.
     3. Running campaigns: completed when nothing is pending; when no worker
@@ -120,14 +121,17 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
     expired = list(
         Delivery.objects.filter(status=Status.SENDING, lease_until__lt=now)
         .order_by("id")
-        .values_list("id", "campaign_id", "esp_message_id", "handed_at")[:10_000]
+        .values_list("id", "campaign_id", "esp_message_id", "claim_id")[:10_000]
     )
     requeued_in: set[int] = set()
     if expired:
         evidence = _evidence([(pk, campaign_id, mid) for pk, campaign_id, mid, _ in expired])
+        handed_through = _revoke({claim_id for *_, claim_id in expired}, now)
         uncertain: dict[int, list[int]] = {}
-        for pk, campaign_id, _, handed_at in expired:
-            stale = Delivery.objects.filter(pk=pk, status=Status.SENDING, lease_until__lt=now)
+        for pk, campaign_id, _, claim_id in expired:
+            stale = Delivery.objects.filter(
+                pk=pk, status=Status.SENDING, lease_until__lt=now, claim_id=claim_id
+            )
             if pk in evidence:
                 report["recovered_sent"] += stale.update(
                     status=Status.SENT,
@@ -136,8 +140,8 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
                     lease_until=None,
                     updated_at=now,
                 )
-            elif handed_at is None and (
-                requeued := stale.filter(handed_at__isnull=True).update(
+            elif pk > handed_through.get(claim_id, pk) and (
+                requeued := stale.update(
                     status=Status.QUEUED,
                     attempts=F("attempts") - 1,
                     lease_until=None,
@@ -145,12 +149,12 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
                     updated_at=now,
                 )
             ):
-                # Never handed to the ESP, and conditional on that: a worker that still
-                # holds the row can no longer hand it over (claims.hand_over), so
+                # Never handed to the ESP, and its claim is revoked: the worker that
+                # still holds the row can no longer hand it over (claims.hand_over), so
                 # sending it again cannot make a second apology.
                 report["requeued"] += requeued
                 requeued_in.add(campaign_id)
-            elif stale.filter(handed_at__isnull=False).update(
+            elif pk <= handed_through.get(claim_id, pk) and stale.update(
                 status=Status.UNCERTAIN,
                 lease_until=None,
                 error="The worker stopped before recording the ESP's answer; it may have been sent.",
@@ -185,6 +189,27 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
             report["batches"] += len(ranges)
     report["apply_queued"] = _queue_forgotten_events(now)
     return report
+
+
+def _revoke(claim_ids: set[int | None], now: datetime) -> dict[int | None, int]:
+    """Revoke the claims whose lease ran out; how far each one handed its rows over.
+
+    Each revoke commits before its rows are looked at: a worker's hand-over that
+    committed first is counted, and once revoked a claim hands nothing more over.
+    A row without a claim, or under a claim that no longer exists, counts as
+    handed over (the cautious side: evidence or `uncertain`, never sent again).
+    """
+    handed: dict[int | None, int] = {}
+    for claim_id in claim_ids:
+        if claim_id is None:
+            continue
+        SendClaim.objects.filter(pk=claim_id, lease_until__lt=now, revoked_at__isnull=True).update(
+            revoked_at=now
+        )
+        claim = SendClaim.objects.filter(pk=claim_id, revoked_at__isnull=False).first()
+        if claim is not None:
+            handed[claim_id] = claim.handed_through or 0
+    return handed
 
 
 def _queue_forgotten_events(now: datetime) -> int:

@@ -90,6 +90,7 @@ class _BatchRun:
         )
         self.counts: dict[str, int] = {}
         self.lock = threading.Lock()
+        self.taking = threading.Lock()  # sending threads take rows and submit them in turn
         self.window: deque[bool] = deque(maxlen=max(1, settings.SEND_ERROR_WINDOW))
         self.stop = threading.Event()
         self.stop_reason = ""  # "paused", "cancelled", "throttled", "auto_pause"
@@ -286,7 +287,7 @@ class _BatchRun:
                 if not group:
                     return True
                 started = time.monotonic()
-                sent, fastest = self._send_group(backend, group, hand_over_many)
+                sent, fastest = self._send_group(backend, group, hand_over_many(group))
                 self._check_control()
                 if sent:
                     # The group's fastest call: a slow ESP makes every call slow, while the
@@ -325,11 +326,15 @@ class _BatchRun:
                 return
             size = 1  # the first group measures how long a message takes
             while not self.stop.is_set():
-                group = self._next_group(work, size, unsent)
+                # A claim hands its rows over in id order: groups are submitted in the
+                # order they were taken, and waited for outside the lock.
+                with self.taking:
+                    group = self._next_group(work, size, unsent)
+                    ask = self.hand_over.submit(group)
                 if not group:
                     break
                 started = time.monotonic()
-                sent, _ = self._send_group(backend, group, self.hand_over)
+                sent, _ = self._send_group(backend, group, self.hand_over.wait(ask))
                 if sent:
                     size = self._group_size((time.monotonic() - started) / sent)
         finally:
@@ -361,12 +366,11 @@ class _BatchRun:
         fit = int(settings.SEND_GROUP_SECONDS / max(seconds_a_message, 1e-6))
         return max(1, min(settings.SEND_GROUP_MAX, self.token_batch, fit))
 
-    def _send_group(self, backend, group: list[SendRow], hand_over) -> tuple[int, float]:
-        """Mark `group` handed over in one go, then send it.
+    def _send_group(self, backend, group: list[SendRow], handed: set[int]) -> tuple[int, float]:
+        """Send the rows of `group` that were just marked handed over (`handed`).
 
         Returns the number of ESP calls made and the seconds the fastest one took.
         """
-        handed = hand_over(group)
         if len(handed) < len(group):
             # The sweeper took these rows back after our lease ran out: they are no
             # longer ours to send, nor to release.
