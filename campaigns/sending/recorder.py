@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+import psycopg
 from django.db import connection, connections, transaction
 
 from campaigns.models import Delivery
@@ -48,10 +49,12 @@ _WRITE_TRIES = 3
 _COLUMNS = "id, status, error, message_id, next_attempt_at, attempts_delta, at, lease_until"
 # PostgreSQL: one array a column, so the statement's text is the same for any number of rows
 # (psycopg converts a statement it has seen from its cache; a VALUES list of 4,000
-# placeholders it parsed anew every time, a tenth of a sending worker's CPU).
+# placeholders it parsed anew every time, a tenth of a sending worker's CPU). The arrays go
+# as binary parameters (%b) of a server-side-binding cursor: Django's client-side binding
+# quoted each one in Python, 8 µs of a worker's CPU a row against 2 µs.
 _PG_ROWS = (
-    "SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::text[], %s::varchar[], "
-    "%s::timestamptz[], %s::integer[], %s::timestamptz[], %s::timestamptz[])"
+    "SELECT * FROM unnest(%b::bigint[], %b::varchar[], %b::text[], %b::varchar[], "
+    "%b::timestamptz[], %b::integer[], %b::timestamptz[], %b::timestamptz[])"
 )
 _SQLITE_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s)"
 _D = "campaigns_delivery"
@@ -101,12 +104,16 @@ def write(changes: Sequence[Change]) -> set[int]:
             for change in part
         ]
         if connection.vendor == "postgresql":
-            sql, params = _SQL_PG, [list(column) for column in zip(*values, strict=True)]
-        else:
-            rows = "VALUES " + ", ".join([_SQLITE_ROW] * len(part))
-            sql, params = _SQL.format(rows=rows), [value for row in values for value in row]
+            columns = [list(column) for column in zip(*values, strict=True)]
+            connection.ensure_connection()
+            with psycopg.Cursor(connection.connection) as cursor:
+                cursor.execute(_SQL_PG, columns)
+                applied.update(found for (found,) in cursor.fetchall())
+            continue
+        rows = "VALUES " + ", ".join([_SQLITE_ROW] * len(part))
+        params = [value for row in values for value in row]
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(_SQL.format(rows=rows), params)
             applied.update(found for (found,) in cursor.fetchall())
     return applied
 
