@@ -164,8 +164,9 @@ def steps(campaign, messages: int) -> None:
     timed(Composer, "render", "render")
     timed(Composer, "build", "build")
     timed(worker._BatchRun, "_send_one", "render + build + send")
-    timed(claims, "hand_over_many", "hand-over markers")  # the pool's writer thread
-    timed(worker, "hand_over_many", "hand-over markers")  # inline: the job's own thread
+    # Inline (what this mode runs) builds before the hand-over, and sends with _send_one.
+    timed(worker._BatchRun, "_prepare", "render + build + send")
+    timed(claims, "hand_over_many", "hand-over markers (writer thread)")
     timed(worker._BatchRun, "_record", "answer handed to the recorder")
     timed(recorder, "write_and_audit", "answers written (writer thread)")
     timed(worker._BatchRun, "_take_tokens", "rate tokens")

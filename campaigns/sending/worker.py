@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, Delivery, Suppression
 from campaigns.rendering import RenderError
-from campaigns.sending.claims import HandOver, claim, hand_back, hand_over_many, release
+from campaigns.sending.claims import HandOver, claim, hand_back, release
 from campaigns.sending.esp import open_mailer
 from campaigns.sending.limits import limiter
 from campaigns.sending.message import Composer
@@ -33,6 +33,8 @@ Status = Delivery.Status
 
 # Messages sent from the job's own thread to learn whether the ESP keeps calls waiting.
 _PROBE = 2
+# The most rate tokens one Redis call takes for a thread (at high rates: a few groups' worth).
+_TOKENS_A_CALL = 256
 
 # --- Sending one batch ------------------------------------------------------------------------
 
@@ -99,10 +101,12 @@ class _BatchRun:
         self.last_check = time.monotonic()
         self.composer = Composer(campaign)
         self.recorder: Recorder | None = None
-        # Rate tokens are taken from the bucket a few at a time per thread (one Redis call
-        # for several messages), never more than a thread's share of the bucket.
+        # Rate tokens are taken from the bucket several at a time per thread (one Redis call
+        # for several groups of messages), never more than a thread's share of the bucket.
         capacity = max(1, math.ceil(campaign.rate_limit / 10))
-        self.token_batch = max(1, min(settings.SEND_GROUP_MAX, capacity // self.concurrency))
+        share = capacity // self.concurrency
+        self.token_batch = max(1, min(settings.SEND_GROUP_MAX, share))  # caps a group
+        self.token_take = max(1, min(_TOKENS_A_CALL, share))
         self._tokens = threading.local()
         self.inline_size = _PROBE  # group size while sending from the job's own thread
 
@@ -272,7 +276,10 @@ class _BatchRun:
         save: the GIL is handed around, and each thread's few rows make a hand-over
         of their own. So each chunk starts here; while a group's fastest ESP call
         takes under SEND_INLINE_CALL_SECONDS, the chunk is sent in groups
-        from this thread, hand-overs on this thread's own connection. Once calls
+        from this thread. Each group's hand-over goes to the job's hand-over
+        writer, and while its statement and commit run, this thread renders and
+        builds the group's messages; none is given to the ESP before the commit
+        (docs/performance.md, session 10). Once calls
         take longer, the rest of the chunk goes to the pool of sending threads;
         for SEND_SLOW_ESP_SECONDS every worker's chunks then start with the pool
         (a probe's calls wait one after the other, while the pool's threads idle),
@@ -287,7 +294,11 @@ class _BatchRun:
                 if not group:
                     return True
                 started = time.monotonic()
-                sent, fastest = self._send_group(backend, group, hand_over_many(group))
+                ask = self.hand_over.submit(group)
+                self.hand_over.begun(ask)  # its round trip overlaps the building below
+                prepared = [self._prepare(backend, delivery) for delivery in group]
+                handed = self.hand_over.wait(ask)
+                sent, fastest = self._send_group(backend, group, handed, prepared)
                 self._check_control()
                 if sent:
                     # The group's fastest call: a slow ESP makes every call slow, while the
@@ -366,11 +377,15 @@ class _BatchRun:
         fit = int(settings.SEND_GROUP_SECONDS / max(seconds_a_message, 1e-6))
         return max(1, min(settings.SEND_GROUP_MAX, self.token_batch, fit))
 
-    def _send_group(self, backend, group: list[SendRow], handed: set[int]) -> tuple[int, float]:
+    def _send_group(
+        self, backend, group: list[SendRow], handed: set[int], prepared: list | None = None
+    ) -> tuple[int, float]:
         """Send the rows of `group` that were just marked handed over (`handed`).
 
+        `prepared`: each row's message (or the Outcome of building it), built already.
         Returns the number of ESP calls made and the seconds the fastest one took.
         """
+        messages = dict(zip((d.pk for d in group), prepared, strict=True)) if prepared else {}
         if len(handed) < len(group):
             # The sweeper took these rows back after our lease ran out: they are no
             # longer ours to send, nor to release.
@@ -384,7 +399,7 @@ class _BatchRun:
                 break
             started = time.monotonic()
             try:
-                outcome = self._send_one(backend, delivery)
+                outcome = self._send_one(backend, delivery, messages.get(delivery.pk))
             except Exception as exc:  # a bug of ours, not the ESP's answer
                 log.exception("delivery %s: unexpected error", delivery.pk)
                 outcome = Outcome("uncertain", f"{type(exc).__name__}: {exc}")
@@ -404,7 +419,7 @@ class _BatchRun:
                 self.campaign.pk,
                 self.campaign.rate_limit,
                 self.campaign.mailer,
-                max(want, self.token_batch),
+                max(want, self.token_take),
             )
             if granted:
                 self._tokens.left = granted - min(granted, want)
@@ -424,11 +439,22 @@ class _BatchRun:
     def build(self, backend, delivery: SendRow) -> EmailMultiAlternatives:
         return self.composer.build(backend, delivery, self.composer.render(delivery))
 
-    def _send_one(self, backend, delivery: SendRow) -> Outcome:
+    def _prepare(self, backend, delivery: SendRow) -> EmailMultiAlternatives | Outcome:
+        """The delivery's message, or the Outcome that it cannot be built. Sends nothing."""
         try:
-            message = self.build(backend, delivery)
+            return self.build(backend, delivery)
         except (RenderError, ValueError) as exc:
             return Outcome("failed", f"The message could not be built: {exc}")
+        except Exception as exc:  # a bug of ours: as if it had happened in _send_one
+            log.exception("delivery %s: unexpected error", delivery.pk)
+            return Outcome("uncertain", f"{type(exc).__name__}: {exc}")
+
+    def _send_one(
+        self, backend, delivery: SendRow, message: EmailMultiAlternatives | Outcome | None = None
+    ) -> Outcome:
+        message = self._prepare(backend, delivery) if message is None else message
+        if isinstance(message, Outcome):
+            return message
         started = time.monotonic()
         try:
             backend.send_messages([message])
