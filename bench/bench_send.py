@@ -170,7 +170,7 @@ def steps(campaign, messages: int) -> None:
     timed(worker._BatchRun, "_record", "answer handed to the recorder")
     timed(recorder, "write_and_audit", "answers written (writer thread)")
     timed(worker._BatchRun, "_take_tokens", "rate tokens")
-    timed(worker, "claim", "claim")
+    timed(worker, "claim_chunk", "claim (with the rows and suppressions)")
     timed(worker._BatchRun, "_drop_unsendable", "suppressed or removed since launch")
     ids = Delivery.objects.filter(campaign=campaign).order_by("id").values_list("id", flat=True)
     first, last = ids[0], ids[messages - 1]

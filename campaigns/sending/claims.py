@@ -9,20 +9,29 @@ the state the previous step left, so a worker that lost its claim (to the
 sweeper, after its lease ran out) can no longer send or release its rows.
 """
 
+import json
 import logging
 import queue
 import threading
 from collections.abc import Sequence
 from contextlib import nullcontext
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection, connections, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from campaigns.models import Campaign, Delivery, SendClaim
-from campaigns.sending.rows import SendRow
+from campaigns.models import Campaign, Delivery, SendClaim, Suppression
+from campaigns.sending.rows import (
+    METADATA,
+    PERSON_ADDRESS,
+    SQL_COLUMNS,
+    SendRow,
+    claimed_rows,
+    send_rows,
+)
 
 Status = Delivery.Status
 log = logging.getLogger(__name__)
@@ -69,46 +78,90 @@ def claim(campaign_id: int, first_id: int, last_id: int, limit: int) -> list[int
     Committed before anything is sent: once a row is `sending`, no other job
     will take it, and the sweeper alone decides about it if this worker dies.
     """
+    return [row.pk for row in claim_chunk(campaign_id, first_id, last_id, limit).rows]
+
+
+class Chunk(NamedTuple):
+    rows: list[SendRow]  # in id order
+    suppressed: set[str]  # the addresses among them that are suppressed now
+
+
+def claim_chunk(campaign_id: int, first_id: int, last_id: int, limit: int) -> Chunk:
+    """`claim`, with the claimed rows as a send job reads them and the suppressed addresses.
+
+    On PostgreSQL in the claim's own statement (its UPDATE … RETURNING joined to
+    the people and the suppression list), where reading the rows back by id and
+    asking for the suppressions cost a query each.
+    """
     now = timezone.now()
     lease = now + timedelta(seconds=settings.SEND_LEASE_SECONDS)
     with transaction.atomic():
         send_claim = SendClaim.objects.create(campaign_id=campaign_id, lease_until=lease)
-        ids = _claim_rows(campaign_id, first_id, last_id, limit, send_claim, now)
-        if not ids:
+        if connection.vendor == "postgresql":
+            chunk = _claim_postgres(campaign_id, first_id, last_id, limit, send_claim, now)
+        else:
+            chunk = _claim_sqlite(campaign_id, first_id, last_id, limit, send_claim, now)
+        if not chunk.rows:
             send_claim.delete()  # nothing was due: no claim to keep
-    if ids:
+    if chunk.rows:
         # Outside the claim's transaction, so it never waits on a campaign lock while
         # holding delivery locks. At most every second: it only tells the sweeper "alive".
         Campaign.objects.filter(pk=campaign_id).filter(
             Q(last_claim_at__isnull=True) | Q(last_claim_at__lt=now - timedelta(seconds=1))
         ).update(last_claim_at=now)
-    return ids
+    return chunk
 
 
-def _claim_rows(
+_CLAIM_SQL = f"""
+    WITH picked AS (
+        SELECT id FROM campaigns_delivery
+        WHERE campaign_id = %s AND id BETWEEN %s AND %s AND status = 'queued'
+          AND (next_attempt_at IS NULL OR next_attempt_at <= %s)
+        ORDER BY id LIMIT %s
+        FOR UPDATE SKIP LOCKED
+    ), d AS (
+        UPDATE campaigns_delivery d
+        SET status = 'sending', attempts = d.attempts + 1, lease_until = %s,
+            claim_id = %s, updated_at = %s
+        FROM picked WHERE d.id = picked.id
+        RETURNING d.*
+    )
+    SELECT {SQL_COLUMNS},
+           EXISTS (SELECT 1 FROM campaigns_suppression s WHERE s.address = p.address)
+    FROM d JOIN incidents_affectedperson p ON p.id = d.person_id
+    ORDER BY d.id
+"""  # noqa: S608 (constants; values are parameters)
+
+
+def _claim_postgres(campaign_id, first_id, last_id, limit, send_claim, now) -> Chunk:
+    params = [campaign_id, first_id, last_id, now, limit, send_claim.lease_until, send_claim.pk]
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, [*params, now])
+        found = cursor.fetchall()
+    values, suppressed = [], set()
+    for *row, is_suppressed in found:
+        if isinstance(row[METADATA], str):  # Django leaves jsonb undecoded on its cursors
+            row[METADATA] = json.loads(row[METADATA])
+        values.append(row)
+        if is_suppressed:
+            suppressed.add(row[PERSON_ADDRESS])
+    return Chunk(send_rows(values), suppressed)
+
+
+def _claim_sqlite(campaign_id, first_id, last_id, limit, send_claim, now) -> Chunk:
+    ids = _claim_ids_sqlite(campaign_id, first_id, last_id, limit, send_claim, now)
+    rows = claimed_rows(ids) if ids else []
+    addresses = [row.person.address for row in rows]
+    suppressed = set(
+        Suppression.objects.filter(address__in=addresses).values_list("address", flat=True)
+    )
+    return Chunk(rows, suppressed)
+
+
+def _claim_ids_sqlite(
     campaign_id: int, first_id: int, last_id: int, limit: int, send_claim: SendClaim, now
 ) -> list[int]:
     lease = send_claim.lease_until
-    if connection.vendor == "postgresql":
-        sql = """
-            WITH picked AS (
-                SELECT id FROM campaigns_delivery
-                WHERE campaign_id = %s AND id BETWEEN %s AND %s AND status = 'queued'
-                  AND (next_attempt_at IS NULL OR next_attempt_at <= %s)
-                ORDER BY id LIMIT %s
-                FOR UPDATE SKIP LOCKED
-            )
-            UPDATE campaigns_delivery d
-            SET status = 'sending', attempts = d.attempts + 1, lease_until = %s,
-                claim_id = %s, updated_at = %s
-            FROM picked WHERE d.id = picked.id
-            RETURNING d.id
-        """
-        with connection.cursor() as cursor:
-            cursor.execute(
-                sql, [campaign_id, first_id, last_id, now, limit, lease, send_claim.pk, now]
-            )
-            return sorted(row[0] for row in cursor.fetchall())
     # SQLite: transactions are IMMEDIATE, so nobody writes between the read and the update.
     ids = list(
         Delivery.objects.filter(

@@ -70,4 +70,19 @@ def claimed_rows(ids: list[int]) -> list[SendRow]:
         .order_by("id")
         .values_list(*_FIELDS)
     )
+    return send_rows(rows)
+
+
+def send_rows(rows) -> list[SendRow]:
+    """SendRows from value tuples in the order of _FIELDS."""
     return [SendRow(*row[:9], person=Person(*row[9:])) for row in rows]
+
+
+# The same columns, as the PostgreSQL claim returns them (campaigns.sending.claims): `d` the
+# claimed delivery, `p` its person.
+SQL_COLUMNS = ", ".join(
+    f"p.{name.removeprefix('person__')}" if name.startswith("person__") else f"d.{name}"
+    for name in _FIELDS
+)
+METADATA = _FIELDS.index("person__metadata")
+PERSON_ADDRESS = _FIELDS.index("person__address")

@@ -14,15 +14,15 @@ from django.db import connections
 from django.db.models import Min
 from django.utils import timezone
 
-from campaigns.models import Campaign, Delivery, Suppression
+from campaigns.models import Campaign, Delivery
 from campaigns.rendering import RenderError
-from campaigns.sending.claims import HandOver, claim, hand_back, release
+from campaigns.sending.claims import Chunk, HandOver, claim_chunk, hand_back, release
 from campaigns.sending.esp import open_mailer
 from campaigns.sending.limits import limiter
 from campaigns.sending.message import Composer
 from campaigns.sending.outcomes import Outcome, change_for, classify
 from campaigns.sending.recorder import Recorder
-from campaigns.sending.rows import SendRow, claimed_rows
+from campaigns.sending.rows import SendRow
 from campaigns.sending.sweeper import complete_if_done
 from incidents.actors import Actor
 
@@ -151,9 +151,9 @@ class _BatchRun:
 
     def _run(self) -> None:
         while not self.stop.is_set() and self._still_running():
-            ids = claim(self.campaign.pk, self.first_id, self.last_id, self.chunk_size)
-            if ids:
-                self._send_chunk(ids)
+            chunk = claim_chunk(self.campaign.pk, self.first_id, self.last_id, self.chunk_size)
+            if chunk.rows:
+                self._send_chunk(chunk)
                 if self.auto_pause_reason:
                     from campaigns.services.sending import campaign_auto_pause
 
@@ -186,9 +186,8 @@ class _BatchRun:
         return max(0.0, (earliest - timezone.now()).total_seconds())
 
     # -- a chunk --
-    def _send_chunk(self, ids: list[int]) -> None:
-        deliveries = claimed_rows(ids)
-        deliveries = self._drop_unsendable(deliveries)
+    def _send_chunk(self, chunk: Chunk) -> None:
+        deliveries = self._drop_unsendable(chunk.rows, chunk.suppressed)
         work: queue.SimpleQueue[SendRow] = queue.SimpleQueue()
         for delivery in deliveries:
             work.put(delivery)
@@ -226,17 +225,12 @@ class _BatchRun:
                 status=Status.CANCELLED, updated_at=timezone.now()
             )
 
-    def _drop_unsendable(self, deliveries: list[SendRow]) -> list[SendRow]:
+    def _drop_unsendable(self, deliveries: list[SendRow], suppressed: set[str]) -> list[SendRow]:
         """Suppressed since launch: `suppressed`. Removed from the list: `cancelled`."""
         if not deliveries:
             return deliveries
         now = timezone.now()
         removed = [d.pk for d in deliveries if d.person.removed_at is not None]
-        suppressed = set(
-            Suppression.objects.filter(
-                address__in=[d.person.address for d in deliveries]
-            ).values_list("address", flat=True)
-        )
         suppressed_ids = [
             d.pk for d in deliveries if d.person.address in suppressed and d.pk not in removed
         ]
