@@ -821,14 +821,19 @@ def test_a_row_is_not_handed_over_with_less_than_half_its_lease_left(
     assert sending.release([pk]) == 1  # still this worker's, never handed: back to the queue
 
 
-def test_hand_overs_committed_together_keep_each_groups_own_conditions(
-    segment, people, support_sam, version, settings, monkeypatch
-):
+@pytest.fixture
+def idle_campaign(segment, people, support_sam, version, monkeypatch):
+    """A launched campaign whose jobs never run: the test claims and hands over itself."""
     from campaigns import jobs
-    from campaigns.sending.claims import HandOver
 
     monkeypatch.setattr(jobs, "enqueue_batches", lambda *args: None)
-    campaign = services.campaign_launch(version=version, segment=segment, by=as_user(support_sam))
+    return services.campaign_launch(version=version, segment=segment, by=as_user(support_sam))
+
+
+def test_hand_overs_committed_together_keep_each_groups_own_conditions(idle_campaign, settings):
+    from campaigns.sending.claims import HandOver
+
+    campaign = idle_campaign
     first = sending.claim(campaign.pk, 0, 10**12, 4)
     short = sending.claim(campaign.pk, 0, 10**12, 2)  # a claim whose lease is nearly over
     SendClaim.objects.filter(pk=Delivery.objects.get(pk=short[0]).claim_id).update(
@@ -848,15 +853,10 @@ def test_hand_overs_committed_together_keep_each_groups_own_conditions(
     assert set(handed_over(Delivery.objects.all()).values_list("id", flat=True)) == set(first)
 
 
-def test_a_claim_hands_its_rows_over_in_id_order_and_each_only_once(
-    segment, people, support_sam, version, monkeypatch
-):
-    from campaigns import jobs
+def test_a_claim_hands_its_rows_over_in_id_order_and_each_only_once(idle_campaign):
     from campaigns.sending.claims import hand_over_many
 
-    monkeypatch.setattr(jobs, "enqueue_batches", lambda *args: None)
-    campaign = services.campaign_launch(version=version, segment=segment, by=as_user(support_sam))
-    ids = sending.claim(campaign.pk, 0, 10**12, 5)
+    ids = sending.claim(idle_campaign.pk, 0, 10**12, 5)
     rows = list(Delivery.objects.filter(pk__in=ids).order_by("id"))
     assert hand_over_many(rows[2:4]) == set(ids[2:4])
     assert hand_over_many(rows[:2]) == set()  # behind what was handed: never sent now
@@ -1036,13 +1036,11 @@ def test_the_demo_sends_in_embedded_mode_into_the_outbox(
 
 
 def test_rows_marked_but_never_given_to_the_esp_go_back_to_the_queue_only_for_their_own_claim(
-    segment, people, support_sam, version, monkeypatch
+    idle_campaign,
 ):
-    from campaigns import jobs
     from campaigns.sending.claims import hand_back, hand_over_many
 
-    monkeypatch.setattr(jobs, "enqueue_batches", lambda *args: None)
-    campaign = services.campaign_launch(version=version, segment=segment, by=as_user(support_sam))
+    campaign = idle_campaign
     ids = sending.claim(campaign.pk, 0, 10**12, 3)
     rows = list(Delivery.objects.filter(pk__in=ids).order_by("id"))
     assert hand_over_many(rows) == set(ids)
