@@ -132,6 +132,8 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
             stale = Delivery.objects.filter(
                 pk=pk, status=Status.SENDING, lease_until__lt=now, claim_id=claim_id
             )
+            # No claim, or one the sweeper could not revoke: counted as handed (cautious).
+            handed = pk <= handed_through.get(claim_id, pk)
             if pk in evidence:
                 report["recovered_sent"] += stale.update(
                     status=Status.SENT,
@@ -140,7 +142,7 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
                     lease_until=None,
                     updated_at=now,
                 )
-            elif pk > handed_through.get(claim_id, pk) and (
+            elif not handed and (
                 requeued := stale.update(
                     status=Status.QUEUED,
                     attempts=F("attempts") - 1,
@@ -154,7 +156,7 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
                 # sending it again cannot make a second apology.
                 report["requeued"] += requeued
                 requeued_in.add(campaign_id)
-            elif pk <= handed_through.get(claim_id, pk) and stale.update(
+            elif handed and stale.update(
                 status=Status.UNCERTAIN,
                 lease_until=None,
                 error="The worker stopped before recording the ESP's answer; it may have been sent.",
