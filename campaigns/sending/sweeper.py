@@ -196,22 +196,15 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
 def _revoke(claim_ids: set[int | None], now: datetime) -> dict[int | None, int]:
     """Revoke the claims whose lease ran out; how far each one handed its rows over.
 
-    Each revoke commits before its rows are looked at: a worker's hand-over that
+    The revoke commits before any row is looked at: a worker's hand-over that
     committed first is counted, and once revoked a claim hands nothing more over.
     A row without a claim, or under a claim that no longer exists, counts as
     handed over (the cautious side: evidence or `uncertain`, never sent again).
     """
-    handed: dict[int | None, int] = {}
-    for claim_id in claim_ids:
-        if claim_id is None:
-            continue
-        SendClaim.objects.filter(pk=claim_id, lease_until__lt=now, revoked_at__isnull=True).update(
-            revoked_at=now
-        )
-        claim = SendClaim.objects.filter(pk=claim_id, revoked_at__isnull=False).first()
-        if claim is not None:
-            handed[claim_id] = claim.handed_through or 0
-    return handed
+    claims = SendClaim.objects.filter(pk__in=[pk for pk in claim_ids if pk is not None])
+    claims.filter(lease_until__lt=now, revoked_at__isnull=True).update(revoked_at=now)
+    revoked = claims.filter(revoked_at__isnull=False).values_list("pk", "handed_through")
+    return {pk: handed_through or 0 for pk, handed_through in revoked}
 
 
 def _queue_forgotten_events(now: datetime) -> int:
