@@ -17,6 +17,8 @@ from incidents.models import (
     ContactSnapshot,
     EvidenceExport,
     Incident,
+    LedgerCache,
+    LedgerMark,
     ReferenceCounter,
     Segment,
     SendLogEntry,
@@ -212,6 +214,19 @@ class EvidenceExportAdmin(ReadOnlyAdmin):
     list_display = ["id", "incident", "format", "pii", "status", "created_by", "created_at"]
     list_filter = ["status", "format", "pii"]
     search_fields = ["incident__reference", "sha256"]
+
+
+@admin.register(LedgerCache)
+class LedgerCacheAdmin(ReadOnlyAdmin):
+    # Derived: the kept ledger lines (incidents/export/ledger_kept.py), rebuilt on demand.
+    # Its lines (LedgerLine) have a composite primary key, which the admin cannot show.
+    list_display = ["incident", "fmt", "built_at"]
+    list_select_related = ["incident"]
+
+
+@admin.register(LedgerMark)
+class LedgerMarkAdmin(ReadOnlyAdmin):
+    list_display = ["fmt", "person_id", "incident_id"]
 
 
 @admin.register(ReferenceCounter)

@@ -82,6 +82,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "incidents.view_timelineentry",
         "incidents.view_referencecounter",
         "incidents.view_contactsnapshot",
+        "incidents.view_ledgercache",
+        "incidents.view_ledgermark",
         # The operator metrics at /metrics (Prometheus itself uses METRICS_TOKEN).
         "incidents.view_metrics",
         *_AUDIENCE,

@@ -4,6 +4,7 @@ from incidents.models.contact import ContactMethod, ContactRecord, ContactStatus
 from incidents.models.dashboard import ContactSnapshot
 from incidents.models.export import EvidenceExport
 from incidents.models.incident import IllegalTransition, Incident, ReferenceCounter, TimelineEntry
+from incidents.models.ledger import LedgerCache, LedgerLine, LedgerMark
 from incidents.models.sendlog import SendLogEntry, SendLogImport
 
 __all__ = [
@@ -17,6 +18,9 @@ __all__ = [
     "EvidenceExport",
     "IllegalTransition",
     "Incident",
+    "LedgerCache",
+    "LedgerLine",
+    "LedgerMark",
     "ReferenceCounter",
     "Segment",
     "SendLogEntry",
