@@ -506,6 +506,9 @@ EXPORT_CHUNK_PEOPLE = envint("EXPORT_CHUNK_PEOPLE", default=1_000_000)
 # (PostgreSQL), each on its own connection, all in one snapshot.
 EXPORT_STREAMS = envint("EXPORT_STREAMS", default=2)
 EXPORT_STREAMS_MIN_PEOPLE = envint("EXPORT_STREAMS_MIN_PEOPLE", default=100_000)
+# A pseudonymised ledger of an incident this large is kept as finished lines between
+# exports (PostgreSQL; incidents/export/ledger_kept.py), so later exports read instead of join.
+EXPORT_KEEP_MIN_PEOPLE = envint("EXPORT_KEEP_MIN_PEOPLE", default=50_000)
 # Seconds an export job may run on a worker (a million people: 15–60 s, see docs/performance.md).
 EXPORT_JOB_TIMEOUT = envint("EXPORT_JOB_TIMEOUT", default=3600)
 # The printable report lists at most this many timeline entries; the CSV/JSONL has them all.

@@ -174,9 +174,17 @@ _HISTORY_TEXT = (
 SEPARATOR = "; "
 
 
-def select_sql(*, pii: bool, fmt: str) -> str:
-    """The ledger's SELECT for one chunk of people (ids in [lo, hi)), as CSV cells or JSON."""
-    in_chunk = "{alias}.person_id >= %(lo)s AND {alias}.person_id < %(hi)s"
+def select_sql(*, pii: bool, fmt: str, only: str = "", lines: bool = False) -> str:
+    """The ledger's SELECT for one chunk of people (ids in [lo, hi)), as CSV cells or JSON.
+
+    `only` narrows the chunk further: an SQL condition on "{id}", a person's id.
+    With `lines`, each row is (person_id, line): the person's whole CSV row or JSON
+    object as text with its line end, byte for byte what COPY writes for them.
+    """
+    narrow = f" AND {only}" if only else ""
+    in_chunk = "{alias}.person_id >= %(lo)s AND {alias}.person_id < %(hi)s" + narrow.replace(
+        "{id}", "{alias}.person_id"
+    )
     # Built from constants and column names only; every value is a parameter.
     # Each list is aggregated from a subquery already in (person, time) order: PostgreSQL
     # aggregates rows in the order they come, while an ORDER BY inside the aggregate makes
@@ -224,10 +232,17 @@ WITH rs AS (
         elif col.kind == "ts":
             expr = _ts(expr)  # the same text as in the CSV
         cells.append((col, expr))
-    if fmt == "csv":
+    inner = ", ".join(f'{expr} AS "{col.name}"' for col, expr in cells)
+    if lines and fmt == "csv":
+        # The cells are computed once in x (OFFSET 0 keeps PostgreSQL from folding x
+        # into this SELECT and computing each cell again for every test below).
+        line = ", ".join(_csv_cell(f'x."{col.name}"', col.kind) for col, _ in cells)
+        select = f"x.person_id, array_to_string(ARRAY[{line}], ',') || E'\\n' AS line FROM (SELECT {inner}"
+    elif lines:
+        select = f"x.person_id, row_to_json(x)::text || E'\\n' AS line FROM (SELECT {inner}"
+    elif fmt == "csv":
         select = ", ".join(expr for _, expr in cells)
     else:
-        inner = ", ".join(f'{expr} AS "{col.name}"' for col, expr in cells)
         select = f"row_to_json(x)::text FROM (SELECT {inner}"
     body = f"""
 FROM {_T["person"]} p
@@ -237,11 +252,25 @@ LEFT JOIN {_T["campaign"]} c ON c.id = d.campaign_id
 LEFT JOIN rs ON rs.person_id = p.id
 LEFT JOIN ev ON ev.person_id = p.id
 LEFT JOIN cr ON cr.person_id = p.id
-WHERE p.incident_id = %(incident)s AND p.id >= %(lo)s AND p.id < %(hi)s
+WHERE p.incident_id = %(incident)s AND p.id >= %(lo)s AND p.id < %(hi)s{narrow.replace("{id}", "p.id")}
 ORDER BY p.id"""  # noqa: S608
+    if lines:
+        return f"{ctes}\nSELECT {select}{body} OFFSET 0) x"
     if fmt == "csv":
         return f"{ctes}\nSELECT {select}{body}"
     return f"{ctes}\nSELECT {select}{body}) x"
+
+
+def _csv_cell(ref: str, kind: str) -> str:
+    """The cell `ref` of kind `kind` exactly as COPY … (FORMAT csv) writes it."""
+    if kind in ("text", "json", "list"):
+        # Quoted when empty or holding a comma, a quote or a line break.
+        return (
+            f"CASE WHEN {ref} IS NULL THEN '' WHEN {ref} = '' OR {ref} ~ '[\",\\r\\n]' "
+            f"THEN '\"' || replace({ref}, '\"', '\"\"') || '\"' ELSE {ref} END"
+        )
+    # Ids, numbers, hashes, status words and timestamps: never a comma, quote or break.
+    return f"CASE WHEN {ref} IS NULL THEN '' WHEN {ref}::text = '' THEN '\"\"' ELSE {ref}::text END"
 
 
 def copy_statement(*, pii: bool, fmt: str) -> str:
@@ -268,13 +297,12 @@ def _chunks(lo: int, hi: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + step, hi)
 
 
-def _parts(incident: Incident) -> list[tuple[int, int]]:
+def _parts(incident: Incident, people: int) -> list[tuple[int, int]]:
     """The id ranges the ledger is written in, one COPY stream each, in order."""
     bounds = _id_bounds(incident)
     if bounds is None:
         return []
     lo, hi = bounds
-    people = AffectedPerson.objects.filter(incident=incident).count()
     streams = max(1, settings.EXPORT_STREAMS) if people >= settings.EXPORT_STREAMS_MIN_PEOPLE else 1
     edges = [lo + (hi - lo) * i // streams for i in range(streams)] + [hi]
     return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if a < b]
@@ -354,7 +382,9 @@ class _Stream:
                 snapshot = cursor.fetchone()[0]
         return snapshot
 
-    def run(self, statement: str, incident, on_row=None) -> None:
+    def run(self, produce, on_row=None) -> None:
+        """`produce(cursor, lo, hi, write, counted)` writes the range; returns its rows."""
+
         def counted(rows: int) -> None:
             self.rows = rows
             if on_row is not None:
@@ -362,15 +392,13 @@ class _Stream:
 
         try:
             with self.conn.cursor() as cursor:
-                self.rows = _copy_range(
-                    cursor, statement, incident, self.lo, self.hi, self.sink.write, counted
-                )
+                self.rows = produce(cursor, self.lo, self.hi, self.sink.write, counted)
         except BaseException as exc:  # re-raised by the thread that waits for this one
             self.error = exc
 
 
-def _write_streams(incident, out: HashedFile, statement: str, parts, on_progress) -> int:
-    """One COPY stream per part, on connections of their own, all in one snapshot.
+def _write_streams(out: HashedFile, parts, produce, on_progress) -> int:
+    """One stream per part, on connections of their own, all in one snapshot.
 
     The first part goes straight to `out`; each later one, written meanwhile by a
     thread of its own, goes to a temporary file beside `out` and is appended in
@@ -390,14 +418,13 @@ def _write_streams(incident, out: HashedFile, statement: str, parts, on_progress
         for stream in streams[1:]:
             stream.begin(snapshot)
         threads = [
-            threading.Thread(target=stream.run, args=(statement, incident), daemon=True)
+            threading.Thread(target=stream.run, args=(produce,), daemon=True)
             for stream in streams[1:]
         ]
         for thread in threads:
             thread.start()
         streams[0].run(
-            statement,
-            incident,
+            produce,
             on_row=lambda: on_progress(sum(s.rows for s in streams), busy=True),
         )
         for thread in threads:
@@ -418,14 +445,29 @@ def _write_streams(incident, out: HashedFile, statement: str, parts, on_progress
 
 
 def _write_postgres(incident, out: HashedFile, *, pii: bool, fmt: str, on_progress) -> int:
-    statement = copy_statement(pii=pii, fmt=fmt)
-    parts = _parts(incident)
+    from incidents.export import ledger_kept  # it builds on this module's SQL
+
+    people = AffectedPerson.objects.filter(incident=incident).count()
+    parts = _parts(incident, people)
     if not parts:
         return 0
-    if len(parts) == 1:
-        rows = _write_here(incident, out, statement, *parts[0], on_progress)
+    if ledger_kept.applies(incident, pii=pii, people=people):
+        ledger_kept.refresh(incident, fmt=fmt)
+
+        def produce(cursor, lo, hi, write, counted):
+            return ledger_kept.read_range(cursor, incident, fmt, lo, hi, write, counted)
+
+        rows = _write_streams(out, parts, produce, on_progress)
     else:
-        rows = _write_streams(incident, out, statement, parts, on_progress)
+        statement = copy_statement(pii=pii, fmt=fmt)
+
+        def produce(cursor, lo, hi, write, counted):
+            return _copy_range(cursor, statement, incident, lo, hi, write, counted)
+
+        if len(parts) == 1:
+            rows = _write_here(incident, out, statement, *parts[0], on_progress)
+        else:
+            rows = _write_streams(out, parts, produce, on_progress)
     on_progress(rows, busy=False)
     return rows
 

@@ -27,6 +27,7 @@ from django.utils import timezone
 from campaigns.models import Delivery, DeliveryEvent, OutboxMessage
 from incidents import audit
 from incidents.actors import Actor
+from incidents.export import ledger_kept
 from incidents.models import AffectedPerson, ContactRecord, Incident, SendLogEntry
 from incidents.pseudonym import address_ref, pseudonymise_addresses
 
@@ -135,6 +136,7 @@ def purge_incident(*, incident: Incident, by: Actor) -> PurgeResult:
     seen = _people(incident, result, message_ids)
     _contact_records(incident, seen)
     esp_ids = _deliveries(incident, seen, result)
+    ledger_kept.forget(incident)  # kept ledger lines may quote addresses in notes
     result.events = (
         DeliveryEvent.objects.filter(Q(incident=incident) | Q(delivery__incident=incident))
         .exclude(recipient="", raw={}, mta_response="", metadata={})

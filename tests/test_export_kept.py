@@ -1,0 +1,185 @@
+"""The kept ledger: later exports of a large incident read finished lines, and say the same.
+
+PostgreSQL only (the lines are kept up to date by triggers). Every test here
+compares a kept export with the live one, written by COPY from the same data:
+the two files must be the same bytes, whatever changed in between.
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+
+from campaigns.models import Delivery, DeliveryEvent
+from incidents.actors import Actor
+from incidents.export import ledger_kept
+from incidents.export.files import HashedFile
+from incidents.export.ledger import write_ledger
+from incidents.export.retention import purge_incident
+from incidents.models import (
+    AffectedPerson,
+    ContactRecord,
+    LedgerCache,
+    LedgerLine,
+    LedgerMark,
+    Segment,
+)
+from tests.factories import T0
+from tests.test_export import make_evidence_incident
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL-only behaviour"),
+]
+
+# A note as staff type it: commas, quotes, line breaks, a formula and non-ASCII text.
+AWKWARD_NOTE = '=1+1, she said "no, thanks"\r\nthen: Jörg; 中文 ,'
+
+
+@pytest.fixture
+def kept(transactional_audit, incident, support_sam, comms_cleo, settings):
+    """An evidence incident, committed (exports read on connections of their own)."""
+    make_evidence_incident(incident, support_sam, comms_cleo)
+    AffectedPerson.objects.filter(incident=incident, address="cleo@example.net").update(
+        contact_note=AWKWARD_NOTE
+    )
+    settings.EXPORT_KEEP_MIN_PEOPLE = 0
+    settings.EXPORT_STREAMS, settings.EXPORT_STREAMS_MIN_PEOPLE = 2, 1
+    return incident
+
+
+def _ledger(incident, tmp_path, name: str, *, fmt: str, pii: bool = False) -> bytes:
+    out = HashedFile(tmp_path / name)
+    write_ledger(incident, out, fmt=fmt, pii=pii)
+    out.close()
+    return (tmp_path / name).read_bytes()
+
+
+def _kept_and_live(incident, tmp_path, settings, fmt: str) -> tuple[bytes, bytes]:
+    settings.EXPORT_KEEP_MIN_PEOPLE = 0
+    kept = _ledger(incident, tmp_path, "kept", fmt=fmt)
+    settings.EXPORT_KEEP_MIN_PEOPLE = 10**9
+    live = _ledger(incident, tmp_path, "live", fmt=fmt)
+    settings.EXPORT_KEEP_MIN_PEOPLE = 0
+    return kept, live
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_kept_ledger_is_the_same_file_as_the_live_one(kept, tmp_path, settings, fmt):
+    first, live = _kept_and_live(kept, tmp_path, settings, fmt)
+    people = AffectedPerson.objects.filter(incident=kept).count()
+
+    assert first == live
+    assert AWKWARD_NOTE.split(",")[0].encode() in live
+    assert LedgerLine.objects.filter(incident=kept, fmt=fmt).count() == people
+    assert LedgerCache.objects.get(incident=kept, fmt=fmt).built_at is not None
+    again, _ = _kept_and_live(kept, tmp_path, settings, fmt)
+    assert again == live
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_what_changes_after_an_export_is_in_the_next_one(kept, tmp_path, settings, fmt):
+    before, _ = _kept_and_live(kept, tmp_path, settings, fmt)
+    cleo = AffectedPerson.objects.get(incident=kept, address="cleo@example.net")
+    delivery = Delivery.objects.get(person=cleo)
+    # A webhook event, a status change with its record, a renamed segment, a late person.
+    DeliveryEvent.objects.create(
+        esp="postmark",
+        event_key="k-late",
+        event_type="delivered",
+        message_id=delivery.esp_message_id,
+        recipient=cleo.address,
+        occurred_at=T0 + timedelta(days=1),
+        delivery=delivery,
+        incident=kept,
+        outcome="applied",
+    )
+    Delivery.objects.filter(pk=delivery.pk).update(status="delivered")
+    cleo.set_contact_status("contacted", method="email", now=T0 + timedelta(days=1))
+    ContactRecord.objects.create(
+        incident=kept,
+        person=cleo,
+        status="contacted",
+        previous_status="pending",
+        method="email",
+        delivery=delivery,
+        recorded_by_label="system:tracking",
+        recorded_at=T0 + timedelta(days=1),
+    )
+    Segment.objects.filter(incident=kept).update(name="Renamed, after the export")
+    AffectedPerson.objects.create(
+        incident=kept, address="late@example.com", segment=cleo.segment, source="manual"
+    )
+
+    after, live = _kept_and_live(kept, tmp_path, settings, fmt)
+
+    assert after == live != before
+    assert b"Renamed, after the export" in after and b"2026-11-29 09:00:00+00" in after
+    assert not LedgerMark.objects.filter(incident_id=kept.pk).exists()  # all taken in
+
+
+def test_a_change_made_after_the_refresh_is_read_live_in_the_same_export(
+    kept, tmp_path, settings, monkeypatch
+):
+    _kept_and_live(kept, tmp_path, settings, "csv")
+    refresh = ledger_kept.refresh
+
+    def refresh_then_someone_writes(incident, *, fmt):
+        done = refresh(incident, fmt=fmt)
+        AffectedPerson.objects.filter(incident=kept, address="dan@example.de").update(
+            contact_note="Changed between the refresh and the read"
+        )
+        return done
+
+    monkeypatch.setattr(ledger_kept, "refresh", refresh_then_someone_writes)
+    racing = _ledger(kept, tmp_path, "racing", fmt="csv")
+    monkeypatch.undo()
+    settings.EXPORT_KEEP_MIN_PEOPLE = 10**9
+
+    assert b"Changed between the refresh and the read" in racing
+    assert racing == _ledger(kept, tmp_path, "live", fmt="csv")
+    assert LedgerMark.objects.filter(incident_id=kept.pk).count() == 1  # taken in next time
+
+
+def test_changes_to_an_incident_whose_ledger_is_not_kept_leave_no_marks(kept):
+    AffectedPerson.objects.filter(incident=kept).update(contact_note="changed")
+    Segment.objects.filter(incident=kept).update(name="changed")
+
+    assert not LedgerMark.objects.exists()
+
+
+def test_a_pii_ledger_is_never_kept(kept, tmp_path):
+    _ledger(kept, tmp_path, "pii", fmt="csv", pii=True)
+
+    assert not LedgerCache.objects.exists() and not LedgerLine.objects.exists()
+
+
+def test_a_new_pseudonym_key_builds_the_kept_lines_again(kept, tmp_path, settings):
+    old, _ = _kept_and_live(kept, tmp_path, settings, "jsonl")
+    settings.PSEUDONYM_KEY = "a-new-key-after-rotation"
+
+    new, live = _kept_and_live(kept, tmp_path, settings, "jsonl")
+
+    assert new == live != old
+
+
+def test_retention_forgets_the_kept_lines_of_the_incident(kept, tmp_path, settings):
+    _kept_and_live(kept, tmp_path, settings, "csv")
+
+    purge_incident(incident=kept, by=Actor.system("tests"))
+
+    assert not LedgerLine.objects.filter(incident=kept).exists()
+    assert not LedgerCache.objects.filter(incident=kept).exists()
+    assert not LedgerMark.objects.filter(incident_id=kept.pk).exists()
+
+
+def test_kept_lines_that_miss_a_person_stop_the_export(kept, tmp_path, settings):
+    _kept_and_live(kept, tmp_path, settings, "csv")
+    with connection.cursor() as cursor:  # lost without a trace: no trigger, no mark
+        cursor.execute(
+            "DELETE FROM incidents_ledgerline WHERE person_id = %s",
+            [AffectedPerson.objects.filter(incident=kept).first().pk],
+        )
+
+    with pytest.raises(ledger_kept.LedgerOutOfStep, match="lines for"):
+        _ledger(kept, tmp_path, "short", fmt="csv")
