@@ -124,8 +124,8 @@ def test_a_change_made_after_the_refresh_is_read_live_in_the_same_export(
     _kept_and_live(kept, tmp_path, settings, "csv")
     refresh = ledger_kept.refresh
 
-    def refresh_then_someone_writes(incident, *, fmt):
-        done = refresh(incident, fmt=fmt)
+    def refresh_then_someone_writes(incident, **kwargs):
+        done = refresh(incident, **kwargs)
         AffectedPerson.objects.filter(incident=kept, address="dan@example.de").update(
             contact_note="Changed between the refresh and the read"
         )
@@ -183,3 +183,15 @@ def test_kept_lines_that_miss_a_person_stop_the_export(kept, tmp_path, settings)
 
     with pytest.raises(ledger_kept.LedgerOutOfStep, match="lines for"):
         _ledger(kept, tmp_path, "short", fmt="csv")
+
+
+def test_kept_lines_emptied_by_a_crash_restart_are_built_again(kept, tmp_path, settings):
+    _kept_and_live(kept, tmp_path, settings, "csv")
+    with connection.cursor() as cursor:  # what a crash restart does to an UNLOGGED table
+        cursor.execute("TRUNCATE incidents_ledgerline")
+
+    again, live = _kept_and_live(kept, tmp_path, settings, "csv")
+
+    assert again == live
+    people = AffectedPerson.objects.filter(incident=kept).count()
+    assert LedgerLine.objects.filter(incident=kept).count() == people

@@ -18,6 +18,7 @@ again. PII ledgers are never kept.
 """
 
 import hashlib
+import threading
 import time
 
 from django.conf import settings
@@ -34,13 +35,10 @@ _MARK = LedgerMark._meta.db_table
 _PERSON = AffectedPerson._meta.db_table
 # All of an incident's people, whatever ids they get while a statement runs.
 _ALL = {"lo": 0, "hi": 2**62}
-# The people marked for this incident and format (`{id}` is the person's id column).
-_MARKED = (
-    f"{{id}} IN (SELECT m.person_id FROM {_MARK} m"  # noqa: S608
-    " WHERE m.incident_id = %(incident)s AND m.fmt = %(fmt)s)"
-)
-# An export reads this many people a statement: one text of a few megabytes each.
-BLOCK_PEOPLE = 20_000
+# An export reads this many people a statement: one text of about 2.5 MB each.
+BLOCK_PEOPLE = 5_000
+# A refresh recomputes this many marked people a statement (their ids are an array).
+RECOMPUTE_PEOPLE = 50_000
 # pg_advisory_lock's first key: "ledger" (the second is the incident's id).
 _LOCK_SPACE = 0x6C656467
 WRITERS_WAIT_SECONDS = 120
@@ -80,29 +78,55 @@ def _params(incident: Incident, fmt: str, **extra) -> dict:
     return {**ledger.params(incident, 0, 0), **_ALL, "fmt": fmt, **extra}
 
 
-def refresh(incident: Incident, *, fmt: str) -> int:
-    """Bring the incident's kept lines in `fmt` up to date. Returns the people recomputed."""
+def refresh(incident: Incident, *, fmt: str, parts: list[tuple[int, int]]) -> int:
+    """Bring the incident's kept lines in `fmt` up to date. Returns the people recomputed.
+
+    `parts` are the id ranges the export reads (one stream each); a rebuild builds
+    them in parallel too.
+    """
     with connection.cursor() as cursor:
         # Held across the transactions below: one refresh of an incident at a time.
         cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_LOCK_SPACE, incident.pk])
         try:
             cache = LedgerCache.objects.filter(incident=incident, fmt=fmt).first()
             wanted = fingerprint(fmt)
-            if cache is None or cache.fingerprint != wanted or cache.built_at is None:
-                return _rebuild(incident, fmt, wanted)
-            with transaction.atomic():
-                ledger._set_up(cursor, scope="LOCAL")
-                cursor.execute(
-                    f"WITH done AS (DELETE FROM {_MARK} WHERE incident_id = %(incident)s"  # noqa: S608
-                    f" AND fmt = %(fmt)s) {_upsert_sql(fmt, only=_MARKED)}",
-                    _params(incident, fmt),
-                )
-                return cursor.rowcount
+            if (
+                cache is None
+                or cache.fingerprint != wanted
+                or cache.built_at is None
+                or _lines_lost(fmt, parts)
+            ):
+                return _rebuild(incident, fmt, wanted, parts)
+            return _recompute_marked(cursor, incident, fmt)
         finally:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_SPACE, incident.pk])
 
 
-def _rebuild(incident: Incident, fmt: str, wanted: str) -> int:
+def _lines_lost(fmt: str, parts: list[tuple[int, int]]) -> bool:
+    """The lines' table is UNLOGGED: a crash restart empties it, and the cache row outlives it."""
+    lo, hi = parts[0][0], parts[-1][1]
+    return not LedgerLine.objects.filter(fmt=fmt, person_id__gte=lo, person_id__lt=hi).exists()
+
+
+def _recompute_marked(cursor, incident: Incident, fmt: str) -> int:
+    with transaction.atomic():
+        # The marked ids as arrays, not a subquery: the planner then knows how many
+        # people it joins (a subquery of marks, last analysed empty, looks like one row,
+        # and a nested loop over 10,000 marked people took minutes).
+        cursor.execute(
+            f"DELETE FROM {_MARK} WHERE incident_id = %s AND fmt = %s RETURNING person_id",  # noqa: S608
+            [incident.pk, fmt],
+        )
+        marked = sorted({row[0] for row in cursor.fetchall()})
+        ledger._set_up(cursor, scope="LOCAL")
+        statement = _upsert_sql(fmt, only="{id} = ANY(%(marked)s)")
+        for start in range(0, len(marked), RECOMPUTE_PEOPLE):
+            batch = marked[start : start + RECOMPUTE_PEOPLE]
+            cursor.execute(statement, _params(incident, fmt, marked=batch))
+    return len(marked)
+
+
+def _rebuild(incident: Incident, fmt: str, wanted: str, parts: list[tuple[int, int]]) -> int:
     with transaction.atomic():
         LedgerCache.objects.update_or_create(
             incident=incident, fmt=fmt, defaults={"fingerprint": wanted, "built_at": None}
@@ -112,12 +136,48 @@ def _rebuild(incident: Incident, fmt: str, wanted: str) -> int:
     # From now on every change is marked; wait for the writers that may have changed
     # data before they could see the cache, so the lines below include their changes.
     _wait_for_writers_in_flight()
-    with transaction.atomic(), connection.cursor() as cursor:
-        ledger._set_up(cursor, scope="LOCAL")
-        cursor.execute(_upsert_sql(fmt), _params(incident, fmt))
-        built = cursor.rowcount
-        LedgerCache.objects.filter(incident=incident, fmt=fmt).update(built_at=timezone.now())
+    # The ranges stretched to every id: people added meanwhile are built (or marked).
+    ranges = [(0 if i == 0 else lo, hi) for i, (lo, hi) in enumerate(parts)]
+    ranges[-1] = (ranges[-1][0], _ALL["hi"])
+    built = _build_in_parallel(incident, fmt, ranges)
+    LedgerCache.objects.filter(incident=incident, fmt=fmt).update(built_at=timezone.now())
     return built
+
+
+def _build_in_parallel(incident: Incident, fmt: str, ranges: list[tuple[int, int]]) -> int:
+    """One INSERT … SELECT per range, each on a connection of its own, committed.
+
+    PostgreSQL runs one statement on one core; ranges on two connections use two.
+    If one fails, `built_at` stays unset and the next export builds all again.
+    """
+    statement = _upsert_sql(fmt)
+    built = [0] * len(ranges)
+    errors: list[BaseException] = []
+
+    def build(index: int, lo: int, hi: int) -> None:
+        conn = connection.get_new_connection(connection.get_connection_params())
+        try:
+            with conn.cursor() as cursor:
+                ledger._set_up(cursor, scope="LOCAL")
+                cursor.execute(statement, {**_params(incident, fmt), "lo": lo, "hi": hi})
+                built[index] = cursor.rowcount
+            conn.commit()
+        except BaseException as exc:  # re-raised by the thread that waits
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    threads = [
+        threading.Thread(target=build, args=(i, lo, hi), daemon=True)
+        for i, (lo, hi) in enumerate(ranges)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return sum(built)
 
 
 def _wait_for_writers_in_flight() -> None:
