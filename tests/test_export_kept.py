@@ -16,6 +16,7 @@ from incidents.export import ledger_kept
 from incidents.export.files import HashedFile
 from incidents.export.ledger import write_ledger
 from incidents.export.retention import purge_incident
+from incidents.export.services import export_to_directory
 from incidents.models import (
     AffectedPerson,
     ContactRecord,
@@ -113,32 +114,54 @@ def test_what_changes_after_an_export_is_in_the_next_one(kept, tmp_path, setting
 
     after, live = _kept_and_live(kept, tmp_path, settings, fmt)
 
-    assert after == live != before
+    assert after == live != before  # the changed people computed while reading
     assert b"Renamed, after the export" in after and b"2026-11-29 09:00:00+00" in after
-    assert not LedgerMark.objects.filter(incident_id=kept.pk).exists()  # all taken in
+    assert LedgerMark.objects.filter(incident_id=kept.pk).exists()
+    ledger_kept.fold(kept)  # what the export queued
+    assert not LedgerMark.objects.filter(incident_id=kept.pk).exists()
+    folded, _ = _kept_and_live(kept, tmp_path, settings, fmt)
+    assert folded == live
 
 
-def test_a_change_made_after_the_refresh_is_read_live_in_the_same_export(
+def test_an_export_queues_the_fold_of_the_people_it_computed(kept, tmp_path, settings, run_jobs):
+    _kept_and_live(kept, tmp_path, settings, "jsonl")
+    AffectedPerson.objects.filter(incident=kept).update(contact_note="changed since")
+
+    with run_jobs():
+        export_to_directory(
+            incident=kept, directory=tmp_path / "pack", fmt="jsonl", pii=False, reason="",
+            by=Actor.system("tests"),
+        )  # fmt: skip
+
+    assert not LedgerMark.objects.filter(incident_id=kept.pk).exists()
+    lines = LedgerLine.objects.filter(incident=kept, fmt="jsonl").values_list("line", flat=True)
+    assert all('"contact_note":"changed since"' in line for line in lines)
+
+
+def test_with_too_many_marked_an_export_folds_first_and_reads_later_changes_live(
     kept, tmp_path, settings, monkeypatch
 ):
     _kept_and_live(kept, tmp_path, settings, "csv")
-    refresh = ledger_kept.refresh
+    AffectedPerson.objects.filter(incident=kept).update(contact_note="changed before")
+    monkeypatch.setattr(ledger_kept, "MERGE_MAX", 0)
+    prepare = ledger_kept.prepare
 
-    def refresh_then_someone_writes(incident, **kwargs):
-        done = refresh(incident, **kwargs)
+    def prepare_then_someone_writes(incident, **kwargs):
+        prepare(incident, **kwargs)
         AffectedPerson.objects.filter(incident=kept, address="dan@example.de").update(
-            contact_note="Changed between the refresh and the read"
+            contact_note="Changed between the fold and the read"
         )
-        return done
 
-    monkeypatch.setattr(ledger_kept, "refresh", refresh_then_someone_writes)
+    monkeypatch.setattr(ledger_kept, "prepare", prepare_then_someone_writes)
     racing = _ledger(kept, tmp_path, "racing", fmt="csv")
     monkeypatch.undo()
     settings.EXPORT_KEEP_MIN_PEOPLE = 10**9
 
-    assert b"Changed between the refresh and the read" in racing
+    assert b"Changed between the fold and the read" in racing
     assert racing == _ledger(kept, tmp_path, "live", fmt="csv")
-    assert LedgerMark.objects.filter(incident_id=kept.pk).count() == 1  # taken in next time
+    assert LedgerMark.objects.filter(incident_id=kept.pk).count() == 1  # dan: folded next time
+    lines = LedgerLine.objects.filter(incident=kept, fmt="csv").values_list("line", flat=True)
+    assert all("changed before" in line for line in lines)  # folded before the read
 
 
 def test_changes_to_an_incident_whose_ledger_is_not_kept_leave_no_marks(kept):

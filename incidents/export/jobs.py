@@ -34,6 +34,19 @@ def run_evidence_export(export_id: int) -> None:
         raise
 
 
+def run_fold_marks(incident_id: int) -> int:
+    """Fold the people changed since the last export into the incident's kept ledger.
+
+    Queued after each export of a kept ledger (incidents/export/ledger_kept.py); safe
+    to run again or late: it recomputes whoever is marked when it runs.
+    """
+    from incidents.export import ledger_kept
+    from incidents.models import Incident
+
+    incident = Incident.objects.filter(pk=incident_id).first()
+    return 0 if incident is None else ledger_kept.fold(incident)
+
+
 def run_expire_exports() -> int:
     """Delete the files of expired packs (schedule it daily, or run manage.py expire_exports)."""
     from incidents.export.services import exports_expire

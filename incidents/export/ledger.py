@@ -452,7 +452,7 @@ def _write_postgres(incident, out: HashedFile, *, pii: bool, fmt: str, on_progre
     if not parts:
         return 0
     if ledger_kept.applies(incident, pii=pii, people=people):
-        ledger_kept.refresh(incident, fmt=fmt, parts=parts)
+        ledger_kept.prepare(incident, fmt=fmt, parts=parts)
 
         def produce(cursor, lo, hi, write, counted):
             return ledger_kept.read_range(cursor, incident, fmt, lo, hi, write, counted)

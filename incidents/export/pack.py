@@ -16,7 +16,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
-from incidents.export import ledger, report, sections
+from incidents.export import ledger, ledger_kept, report, sections
 from incidents.export.files import FileEntry, HashedFile, iso, writer_for
 from incidents.models import AuditEntry, Incident
 from incidents.models.audit import GENESIS_HASH
@@ -80,6 +80,7 @@ def write_pack(
         out = HashedFile(directory / f"ledger.{fmt}")
         people = ledger.write_ledger(incident, out, fmt=fmt, pii=pii, on_progress=on_progress)
         entries.append(out.close(rows=people))
+        ledger_kept.fold_later(incident)  # the people it computed, kept for next time
 
     summary = report.build_summary(
         incident,
