@@ -78,6 +78,21 @@ def test_a_kept_ledger_is_the_same_file_as_the_live_one(kept, tmp_path, settings
     assert again == live
 
 
+def test_blocks_read_in_turn_by_several_readers_make_the_same_file(
+    kept, tmp_path, settings, monkeypatch
+):
+    _kept_and_live(kept, tmp_path, settings, "csv")
+    AffectedPerson.objects.filter(incident=kept, address__startswith="b").update(
+        contact_note="marked, so computed by its reader"
+    )
+    monkeypatch.setattr(ledger_kept, "BLOCK_PEOPLE", 1)  # a block per person
+    settings.EXPORT_STREAMS = 3
+
+    kept_file, live = _kept_and_live(kept, tmp_path, settings, "csv")
+
+    assert kept_file == live and b"marked, so computed by its reader" in live
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_what_changes_after_an_export_is_in_the_next_one(kept, tmp_path, settings, fmt):
     before, _ = _kept_and_live(kept, tmp_path, settings, fmt)

@@ -44,15 +44,21 @@ class HashedFile:
         self.rows = 0
 
     def write(self, data: bytes) -> None:
+        if not self._buffer and len(data) >= _FLUSH_BYTES:
+            self._write(data)  # a big block (the kept ledger's): no copy into the buffer
+            return
         self._buffer += data
         if len(self._buffer) >= _FLUSH_BYTES:
             self.flush()
 
+    def _write(self, data) -> None:
+        self._hash.update(data)
+        self._file.write(data)
+        self.size += len(data)
+
     def flush(self) -> None:
         if self._buffer:
-            self._hash.update(self._buffer)
-            self._file.write(self._buffer)
-            self.size += len(self._buffer)
+            self._write(self._buffer)
             self._buffer = bytearray()
 
     def close(self, *, rows: int | None = None) -> FileEntry:

@@ -453,11 +453,15 @@ def _write_postgres(incident, out: HashedFile, *, pii: bool, fmt: str, on_progre
         return 0
     if ledger_kept.applies(incident, pii=pii, people=people):
         ledger_kept.prepare(incident, fmt=fmt, parts=parts)
-
-        def produce(cursor, lo, hi, write, counted):
-            return ledger_kept.read_range(cursor, incident, fmt, lo, hi, write, counted)
-
-        rows = _write_streams(out, parts, produce, on_progress)
+        rows = ledger_kept.write(
+            out,
+            incident,
+            fmt,
+            lo=parts[0][0],
+            hi=parts[-1][1],
+            readers=len(parts),
+            on_progress=on_progress,
+        )
     else:
         statement = copy_statement(pii=pii, fmt=fmt)
 

@@ -7,7 +7,7 @@ a large incident in a format keeps every person's line (`LedgerLine`); from
 then on, triggers (incidents migration 0012) mark each person whose data
 changes (`LedgerMark`), and each export:
 
-1. reads the lines in id order, in one snapshot shared by its streams; the
+1. reads the lines in id order, in one snapshot shared by its readers; the
    people marked are computed in that same snapshot and take their lines' place;
 2. then queues a job that folds the marks into the kept lines (`fold`), so the
    next export has few people to compute (an export that finds more than
@@ -20,6 +20,7 @@ again. PII ledgers are never kept.
 
 import bisect
 import hashlib
+import queue
 import threading
 import time
 from contextlib import contextmanager
@@ -263,57 +264,124 @@ def _block_sql(*, merged: bool) -> str:
     return f"SELECT count(*), string_agg(t.line, '') FROM ({kept}) t"  # noqa: S608
 
 
-def _marked_lines(cursor, incident: Incident, fmt: str, base: dict) -> tuple[list, list, list]:
-    """The range's marked ids, and the ids and lines computed for them now (this snapshot)."""
-    cursor.execute(
-        f"SELECT DISTINCT person_id FROM {_MARK} WHERE incident_id = %(incident)s"  # noqa: S608
-        " AND fmt = %(fmt)s AND person_id >= %(lo)s AND person_id < %(hi)s ORDER BY 1",
-        base,
-    )
-    marked = [row[0] for row in cursor.fetchall()]
-    if not marked:
-        return [], [], []
-    _set_up_for_few(cursor)
-    # A cursor of its own: lines as str, to be sent back as text[] (not bytes: bytea).
-    with cursor.connection.cursor() as live:
-        live.execute(
-            ledger.select_sql(pii=False, fmt=fmt, only="{id} = ANY(%(marked)s)", lines=True),
-            {**base, "marked": marked},
-        )
-        found = live.fetchall()
-    return marked, [row[0] for row in found], [row[1] for row in found]
+def write(out, incident: Incident, fmt: str, *, lo: int, hi: int, readers: int, on_progress) -> int:
+    """Write the kept lines of people [lo, hi) to `out` in id order; returns how many.
+
+    The range is read in blocks of BLOCK_PEOPLE by `readers` connections in turn, all
+    in one snapshot, and each block is written here as soon as it is its turn: at most
+    a few blocks are held (memory stays flat) and nothing is spooled to disk.
+    """
+    blocks = [(start, min(start + BLOCK_PEOPLE, hi)) for start in range(lo, hi, BLOCK_PEOPLE)]
+    streams = [ledger._Stream(lo, hi, None) for _ in range(max(1, readers))]
+    stop = threading.Event()
+    try:
+        snapshot = streams[0].begin(None)
+        for stream in streams[1:]:
+            stream.begin(snapshot)
+        base = {**ledger.params(incident, lo, hi), "fmt": fmt}
+        with streams[0].conn.cursor() as cursor:
+            expected, marked = _people_and_marked(cursor, base)
+        turns = [_Turn(stream, blocks[i :: len(streams)]) for i, stream in enumerate(streams)]
+        for person in marked:  # each reader computes the marked people of its own blocks
+            turns[(person - lo) // BLOCK_PEOPLE % len(turns)].marked.append(person)
+        threads = [
+            threading.Thread(target=turn.read, args=(fmt, base, stop), daemon=True)
+            for turn in turns
+        ]
+        for thread in threads:
+            thread.start()
+        rows = reported = 0
+        for index in range(len(blocks)):
+            count, text = turns[index % len(turns)].next_block()
+            if count:
+                out.write(text)
+                rows += count
+            if rows - reported >= ledger.PROGRESS_ROWS:
+                on_progress(rows, busy=False)
+                reported = rows
+        if rows != expected:
+            raise LedgerOutOfStep(
+                f"The kept ledger has {rows:,} lines for {expected:,} people; export it again."
+            )
+        return rows
+    finally:
+        stop.set()
+        for stream in streams:
+            stream.conn.close()
 
 
-def read_range(cursor, incident: Incident, fmt: str, lo: int, hi: int, write, counted) -> int:
-    """Write the lines of people [lo, hi) in id order; returns how many. In one snapshot."""
-    base = {**ledger.params(incident, lo, hi), "fmt": fmt}
-    marked, ids, lines = _marked_lines(cursor, incident, fmt, base)
+def _people_and_marked(cursor, base: dict) -> tuple[int, list[int]]:
     cursor.execute(
         f"SELECT count(*) FROM {_PERSON} WHERE incident_id = %(incident)s"  # noqa: S608
         " AND id >= %(lo)s AND id < %(hi)s",
         base,
     )
     expected = cursor.fetchone()[0]
-    cursor.adapters.register_loader("text", _AsBytes)
-    rows = 0
-    for start in range(lo, hi, BLOCK_PEOPLE):
-        end = min(start + BLOCK_PEOPLE, hi)
-        params = {**base, "lo": start, "hi": end}
-        first, last = bisect.bisect_left(marked, start), bisect.bisect_left(marked, end)
-        if first < last:
-            a, b = bisect.bisect_left(ids, start), bisect.bisect_left(ids, end)
-            params.update(marked=marked[first:last], ids=ids[a:b], lines=lines[a:b])
-        cursor.execute(_block_sql(merged=first < last), params)
-        count, text = cursor.fetchone()
-        if count:
-            write(text)
-            rows += count
-            counted(rows)
-    if rows != expected:
-        raise LedgerOutOfStep(
-            f"The kept ledger has {rows:,} lines for {expected:,} people; export it again."
+    cursor.execute(
+        f"SELECT DISTINCT person_id FROM {_MARK} WHERE incident_id = %(incident)s"  # noqa: S608
+        " AND fmt = %(fmt)s AND person_id >= %(lo)s AND person_id < %(hi)s ORDER BY 1",
+        base,
+    )
+    return expected, [row[0] for row in cursor.fetchall()]
+
+
+class _Turn:
+    """One reader: its connection, its blocks (every n-th), and the blocks it has read."""
+
+    AHEAD = 2  # blocks read ahead of the writer, per reader
+
+    def __init__(self, stream, blocks: list[tuple[int, int]]):
+        self.stream, self.blocks = stream, blocks
+        self.marked: list[int] = []
+        self.ready: queue.Queue = queue.Queue(maxsize=self.AHEAD)
+
+    def next_block(self) -> tuple[int, bytes | None]:
+        item = self.ready.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def read(self, fmt: str, base: dict, stop: threading.Event) -> None:
+        try:
+            with self.stream.conn.cursor() as cursor:
+                ids, lines = self._marked_lines(cursor, fmt, base)
+                cursor.adapters.register_loader("text", _AsBytes)
+                for start, end in self.blocks:
+                    params = {**base, "lo": start, "hi": end}
+                    first, last = bisect.bisect_left(ids, start), bisect.bisect_left(ids, end)
+                    gone = self.marked[
+                        bisect.bisect_left(self.marked, start) : bisect.bisect_left(
+                            self.marked, end
+                        )
+                    ]
+                    if gone:
+                        params.update(marked=gone, ids=ids[first:last], lines=lines[first:last])
+                    cursor.execute(_block_sql(merged=bool(gone)), params)
+                    if not self._hand_over(cursor.fetchone(), stop):
+                        return
+        except BaseException as exc:  # raised in the writer's thread, at this reader's turn
+            self._hand_over(exc, stop)
+
+    def _marked_lines(self, cursor, fmt: str, base: dict) -> tuple[list, list]:
+        """The lines of this reader's marked people, computed now (in the snapshot)."""
+        if not self.marked:
+            return [], []
+        _set_up_for_few(cursor)
+        cursor.execute(
+            ledger.select_sql(pii=False, fmt=fmt, only="{id} = ANY(%(marked)s)", lines=True),
+            {**base, "marked": self.marked},
         )
-    return rows
+        found = cursor.fetchall()  # str, sent back as text[] (bytes would go as bytea)
+        return [row[0] for row in found], [row[1] for row in found]
+
+    def _hand_over(self, item, stop: threading.Event) -> bool:
+        while not stop.is_set():
+            try:
+                self.ready.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
 
 
 def fold_later(incident: Incident) -> None:
