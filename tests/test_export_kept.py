@@ -57,6 +57,9 @@ def _ledger(incident, tmp_path, name: str, *, fmt: str, pii: bool = False) -> by
 
 
 def _kept_and_live(incident, tmp_path, settings, fmt: str) -> tuple[bytes, bytes]:
+    """The ledger read from kept lines, and written live from the same data."""
+    cache = LedgerCache.objects.get(incident=incident, fmt=fmt)
+    assert cache.built_at and cache.fingerprint == ledger_kept.fingerprint(fmt)
     settings.EXPORT_KEEP_MIN_PEOPLE = 0
     kept = _ledger(incident, tmp_path, "kept", fmt=fmt)
     settings.EXPORT_KEEP_MIN_PEOPLE = 10**9
@@ -65,23 +68,53 @@ def _kept_and_live(incident, tmp_path, settings, fmt: str) -> tuple[bytes, bytes
     return kept, live
 
 
+def _pack(incident, tmp_path, name: str, *, fmt: str, pii: bool = False) -> bytes:
+    export_to_directory(
+        incident=incident,
+        directory=tmp_path / name,
+        fmt=fmt,
+        pii=pii,
+        reason="The regulator asked for the addresses" if pii else "",
+        by=Actor.system("tests"),
+    )
+    return (tmp_path / name / f"ledger.{fmt}").read_bytes()
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_a_kept_ledger_is_the_same_file_as_the_live_one(kept, tmp_path, settings, fmt):
+    ledger_kept.keep(kept, fmt=fmt)
     first, live = _kept_and_live(kept, tmp_path, settings, fmt)
     people = AffectedPerson.objects.filter(incident=kept).count()
 
     assert first == live
     assert AWKWARD_NOTE.split(",")[0].encode() in live
     assert LedgerLine.objects.filter(incident=kept, fmt=fmt).count() == people
-    assert LedgerCache.objects.get(incident=kept, fmt=fmt).built_at is not None
     again, _ = _kept_and_live(kept, tmp_path, settings, fmt)
     assert again == live
+
+
+def test_the_first_export_is_live_and_queues_keeping_its_ledger_for_the_next(
+    kept, tmp_path, run_jobs
+):
+    with run_jobs():
+        first = _pack(kept, tmp_path, "first", fmt="jsonl")
+    people = AffectedPerson.objects.filter(incident=kept).count()
+    assert LedgerLine.objects.filter(incident=kept, fmt="jsonl").count() == people
+    AffectedPerson.objects.filter(incident=kept).update(contact_note="changed since")
+
+    with run_jobs():
+        second = _pack(kept, tmp_path, "second", fmt="jsonl")
+
+    assert second != first and second.count(b'"contact_note":"changed since"') == people
+    assert not LedgerMark.objects.filter(incident_id=kept.pk).exists()  # folded by the job
+    lines = LedgerLine.objects.filter(incident=kept, fmt="jsonl").values_list("line", flat=True)
+    assert all('"contact_note":"changed since"' in line for line in lines)
 
 
 def test_blocks_read_in_turn_by_several_readers_make_the_same_file(
     kept, tmp_path, settings, monkeypatch
 ):
-    _kept_and_live(kept, tmp_path, settings, "csv")
+    ledger_kept.keep(kept, fmt="csv")
     AffectedPerson.objects.filter(incident=kept, address__startswith="b").update(
         contact_note="marked, so computed by its reader"
     )
@@ -94,7 +127,8 @@ def test_blocks_read_in_turn_by_several_readers_make_the_same_file(
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-def test_what_changes_after_an_export_is_in_the_next_one(kept, tmp_path, settings, fmt):
+def test_what_changes_after_the_lines_are_kept_is_in_the_next_export(kept, tmp_path, settings, fmt):
+    ledger_kept.keep(kept, fmt=fmt)
     before, _ = _kept_and_live(kept, tmp_path, settings, fmt)
     cleo = AffectedPerson.objects.get(incident=kept, address="cleo@example.net")
     delivery = Delivery.objects.get(person=cleo)
@@ -132,42 +166,28 @@ def test_what_changes_after_an_export_is_in_the_next_one(kept, tmp_path, setting
     assert after == live != before  # the changed people computed while reading
     assert b"Renamed, after the export" in after and b"2026-11-29 09:00:00+00" in after
     assert LedgerMark.objects.filter(incident_id=kept.pk).exists()
-    ledger_kept.fold(kept)  # what the export queued
+    ledger_kept.keep(kept, fmt=fmt)  # what the export queues: the fold
     assert not LedgerMark.objects.filter(incident_id=kept.pk).exists()
     folded, _ = _kept_and_live(kept, tmp_path, settings, fmt)
     assert folded == live
 
 
-def test_an_export_queues_the_fold_of_the_people_it_computed(kept, tmp_path, settings, run_jobs):
-    _kept_and_live(kept, tmp_path, settings, "jsonl")
-    AffectedPerson.objects.filter(incident=kept).update(contact_note="changed since")
-
-    with run_jobs():
-        export_to_directory(
-            incident=kept, directory=tmp_path / "pack", fmt="jsonl", pii=False, reason="",
-            by=Actor.system("tests"),
-        )  # fmt: skip
-
-    assert not LedgerMark.objects.filter(incident_id=kept.pk).exists()
-    lines = LedgerLine.objects.filter(incident=kept, fmt="jsonl").values_list("line", flat=True)
-    assert all('"contact_note":"changed since"' in line for line in lines)
-
-
 def test_with_too_many_marked_an_export_folds_first_and_reads_later_changes_live(
     kept, tmp_path, settings, monkeypatch
 ):
-    _kept_and_live(kept, tmp_path, settings, "csv")
+    ledger_kept.keep(kept, fmt="csv")
     AffectedPerson.objects.filter(incident=kept).update(contact_note="changed before")
     monkeypatch.setattr(ledger_kept, "MERGE_MAX", 0)
-    prepare = ledger_kept.prepare
+    ready = ledger_kept.ready
 
-    def prepare_then_someone_writes(incident, **kwargs):
-        prepare(incident, **kwargs)
+    def ready_then_someone_writes(incident, **kwargs):
+        answer = ready(incident, **kwargs)
         AffectedPerson.objects.filter(incident=kept, address="dan@example.de").update(
             contact_note="Changed between the fold and the read"
         )
+        return answer
 
-    monkeypatch.setattr(ledger_kept, "prepare", prepare_then_someone_writes)
+    monkeypatch.setattr(ledger_kept, "ready", ready_then_someone_writes)
     racing = _ledger(kept, tmp_path, "racing", fmt="csv")
     monkeypatch.undo()
     settings.EXPORT_KEEP_MIN_PEOPLE = 10**9
@@ -186,23 +206,28 @@ def test_changes_to_an_incident_whose_ledger_is_not_kept_leave_no_marks(kept):
     assert not LedgerMark.objects.exists()
 
 
-def test_a_pii_ledger_is_never_kept(kept, tmp_path):
-    _ledger(kept, tmp_path, "pii", fmt="csv", pii=True)
+def test_a_pii_ledger_is_never_kept(kept, tmp_path, run_jobs):
+    with run_jobs():
+        _pack(kept, tmp_path, "pii", fmt="csv", pii=True)
+        _pack(kept, tmp_path, "pii-again", fmt="csv", pii=True)
 
     assert not LedgerCache.objects.exists() and not LedgerLine.objects.exists()
 
 
 def test_a_new_pseudonym_key_builds_the_kept_lines_again(kept, tmp_path, settings):
+    ledger_kept.keep(kept, fmt="jsonl")
     old, _ = _kept_and_live(kept, tmp_path, settings, "jsonl")
     settings.PSEUDONYM_KEY = "a-new-key-after-rotation"
+    stale = _ledger(kept, tmp_path, "stale", fmt="jsonl")  # not read from the old lines
 
+    ledger_kept.keep(kept, fmt="jsonl")
     new, live = _kept_and_live(kept, tmp_path, settings, "jsonl")
 
-    assert new == live != old
+    assert new == live == stale != old
 
 
-def test_retention_forgets_the_kept_lines_of_the_incident(kept, tmp_path, settings):
-    _kept_and_live(kept, tmp_path, settings, "csv")
+def test_retention_forgets_the_kept_lines_of_the_incident(kept):
+    ledger_kept.keep(kept, fmt="csv")
 
     purge_incident(incident=kept, by=Actor.system("tests"))
 
@@ -211,8 +236,8 @@ def test_retention_forgets_the_kept_lines_of_the_incident(kept, tmp_path, settin
     assert not LedgerMark.objects.filter(incident_id=kept.pk).exists()
 
 
-def test_kept_lines_that_miss_a_person_stop_the_export(kept, tmp_path, settings):
-    _kept_and_live(kept, tmp_path, settings, "csv")
+def test_kept_lines_that_miss_a_person_stop_the_export(kept, tmp_path):
+    ledger_kept.keep(kept, fmt="csv")
     with connection.cursor() as cursor:  # lost without a trace: no trigger, no mark
         cursor.execute(
             "DELETE FROM incidents_ledgerline WHERE person_id = %s",
@@ -223,13 +248,17 @@ def test_kept_lines_that_miss_a_person_stop_the_export(kept, tmp_path, settings)
         _ledger(kept, tmp_path, "short", fmt="csv")
 
 
-def test_kept_lines_emptied_by_a_crash_restart_are_built_again(kept, tmp_path, settings):
-    _kept_and_live(kept, tmp_path, settings, "csv")
+def test_kept_lines_emptied_by_a_crash_restart_are_not_read_and_are_built_again(
+    kept, tmp_path, settings
+):
+    ledger_kept.keep(kept, fmt="csv")
     with connection.cursor() as cursor:  # what a crash restart does to an UNLOGGED table
         cursor.execute("TRUNCATE incidents_ledgerline")
+    settings.EXPORT_KEEP_MIN_PEOPLE = 10**9
+    live = _ledger(kept, tmp_path, "live", fmt="csv")
+    settings.EXPORT_KEEP_MIN_PEOPLE = 0
 
-    again, live = _kept_and_live(kept, tmp_path, settings, "csv")
-
-    assert again == live
+    assert _ledger(kept, tmp_path, "after-crash", fmt="csv") == live
+    ledger_kept.keep(kept, fmt="csv")
     people = AffectedPerson.objects.filter(incident=kept).count()
     assert LedgerLine.objects.filter(incident=kept).count() == people

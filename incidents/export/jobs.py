@@ -34,17 +34,18 @@ def run_evidence_export(export_id: int) -> None:
         raise
 
 
-def run_fold_marks(incident_id: int) -> int:
-    """Fold the people changed since the last export into the incident's kept ledger.
+def run_keep_ledger(incident_id: int, fmt: str) -> int:
+    """Keep the incident's pseudonymised ledger in `fmt` ready for its next export.
 
-    Queued after each export of a kept ledger (incidents/export/ledger_kept.py); safe
-    to run again or late: it recomputes whoever is marked when it runs.
+    Queued after an export (incidents/export/ledger_kept.py): builds the kept lines
+    the first time, folds the people changed since into them after that. Safe to
+    run again or late: it works from whatever is marked when it runs.
     """
     from incidents.export import ledger_kept
     from incidents.models import Incident
 
     incident = Incident.objects.filter(pk=incident_id).first()
-    return 0 if incident is None else ledger_kept.fold(incident)
+    return 0 if incident is None else ledger_kept.keep(incident, fmt=fmt)
 
 
 def run_expire_exports() -> int:

@@ -451,8 +451,9 @@ def _write_postgres(incident, out: HashedFile, *, pii: bool, fmt: str, on_progre
     parts = _parts(incident, people)
     if not parts:
         return 0
-    if ledger_kept.applies(incident, pii=pii, people=people):
-        ledger_kept.prepare(incident, fmt=fmt, parts=parts)
+    if ledger_kept.applies(incident, pii=pii, people=people) and ledger_kept.ready(
+        incident, fmt=fmt, parts=parts
+    ):
         rows = ledger_kept.write(
             out,
             incident,

@@ -2,16 +2,17 @@
 
 Joining a million people to their deliveries, events and status history costs
 PostgreSQL far more than reading a million finished lines, and between two
-exports of an incident few people change. So the first pseudonymised export of
-a large incident in a format keeps every person's line (`LedgerLine`); from
-then on, triggers (incidents migration 0012) mark each person whose data
-changes (`LedgerMark`), and each export:
+exports of an incident few people change. So after the first pseudonymised
+export of a large incident in a format (written live, by COPY), a queued job
+keeps every person's line (`LedgerLine`); from then on, triggers (incidents
+migration 0012) mark each person whose data changes (`LedgerMark`), and each
+export:
 
 1. reads the lines in id order, in one snapshot shared by its readers; the
    people marked are computed in that same snapshot and take their lines' place;
-2. then queues a job that folds the marks into the kept lines (`fold`), so the
-   next export has few people to compute (an export that finds more than
-   MERGE_MAX marked folds them first).
+2. then queues the job again (`keep`), which folds the marks into the kept
+   lines, so the next export has few people to compute (an export that finds
+   more than MERGE_MAX marked folds them first).
 
 The lines are the same bytes the live COPY writes (tests compare the two). A
 changed query or pseudonym key changes the fingerprint, and the lines are built
@@ -56,7 +57,7 @@ class LedgerOutOfStep(RuntimeError):
 
 
 def applies(incident: Incident, *, pii: bool, people: int) -> bool:
-    """Whether this export reads kept lines (it must be able to commit a build or a fold)."""
+    """Whether this export's ledger is kept (it must be able to commit a fold)."""
     return (
         connection.vendor == "postgresql"
         and not pii
@@ -85,35 +86,67 @@ def _params(incident: Incident, fmt: str, **extra) -> dict:
     return {**ledger.params(incident, 0, 0), **_ALL, "fmt": fmt, **extra}
 
 
-def prepare(incident: Incident, *, fmt: str, parts: list[tuple[int, int]]) -> None:
-    """Make the kept lines readable before an export: build them if need be, and fold the
-    marks into them if there are too many to compute while reading (MERGE_MAX_PEOPLE).
+def ready(incident: Incident, *, fmt: str, parts: list[tuple[int, int]]) -> bool:
+    """Whether an export can read the kept lines now (built for this query and key, and
+    not lost). With more marked people than MERGE_MAX, folds them first.
 
-    `parts` are the id ranges the export reads (one stream each); a build uses them too.
+    `parts` are the id ranges the export reads.
     """
     with _one_at_a_time(incident):
-        cache = LedgerCache.objects.filter(incident=incident, fmt=fmt).first()
-        wanted = fingerprint(fmt)
-        if (
-            cache is None
-            or cache.fingerprint != wanted
-            or cache.built_at is None
-            or _lines_lost(fmt, parts)
-        ):
-            _rebuild(incident, fmt, wanted, parts)
-        elif LedgerMark.objects.filter(incident_id=incident.pk, fmt=fmt).count() > MERGE_MAX:
+        if not _is_built(incident, fmt, parts):
+            return False
+        if LedgerMark.objects.filter(incident_id=incident.pk, fmt=fmt).count() > MERGE_MAX:
             _fold_marks(incident, fmt)
+        return True
+
+
+def keep(incident: Incident, *, fmt: str) -> int:
+    """Build the incident's kept lines in `fmt` if they are missing or stale, and fold the
+    marked people into every kept format. Returns the people built or recomputed.
+
+    Queued after each pseudonymised export of a large incident (`run_keep_ledger`), so
+    the first export is the live one and every later one reads kept lines.
+    """
+    parts = ledger._parts(incident, AffectedPerson.objects.filter(incident=incident).count())
+    if not parts:
+        return 0
+    with _one_at_a_time(incident):
+        done = 0
+        if not _is_built(incident, fmt, parts):
+            done += _rebuild(incident, fmt, fingerprint(fmt), parts)
+        built = LedgerCache.objects.filter(incident=incident, built_at__isnull=False)
+        return done + sum(_fold_marks(incident, f) for f in built.values_list("fmt", flat=True))
+
+
+def keep_later(incident: Incident, *, fmt: str, pii: bool) -> None:
+    """After an export: queue `keep` if the incident's ledger is to be kept and needs it."""
+    people = AffectedPerson.objects.filter(incident=incident).count()
+    if fmt not in ("csv", "jsonl") or not applies(incident, pii=pii, people=people):
+        return
+    parts = ledger._parts(incident, people)
+    marked = LedgerMark.objects.filter(incident_id=incident.pk).exists()
+    if parts and (marked or not _is_built(incident, fmt, parts)):
+        from incidents.export.jobs import run_keep_ledger
+        from incidents.queue import enqueue
+
+        enqueue(run_keep_ledger, incident.pk, fmt, queue="exports")
 
 
 def fold(incident: Incident) -> int:
-    """Recompute the marked people's kept lines, in every format; the people recomputed.
-
-    Queued after each export of a kept ledger (`run_fold_marks`), so the next export
-    computes few people itself.
-    """
+    """Recompute the marked people's kept lines, in every format; the people recomputed."""
     with _one_at_a_time(incident):
         built = LedgerCache.objects.filter(incident=incident, built_at__isnull=False)
         return sum(_fold_marks(incident, fmt) for fmt in built.values_list("fmt", flat=True))
+
+
+def _is_built(incident: Incident, fmt: str, parts: list[tuple[int, int]]) -> bool:
+    cache = LedgerCache.objects.filter(incident=incident, fmt=fmt).first()
+    return (
+        cache is not None
+        and cache.built_at is not None
+        and cache.fingerprint == fingerprint(fmt)
+        and not _lines_lost(fmt, parts)
+    )
 
 
 @contextmanager
@@ -382,18 +415,6 @@ class _Turn:
             except queue.Full:
                 continue
         return False
-
-
-def fold_later(incident: Incident) -> None:
-    """After an export: queue the fold of the incident's marks, if it has any."""
-    if (
-        connection.vendor == "postgresql"
-        and LedgerMark.objects.filter(incident_id=incident.pk).exists()
-    ):
-        from incidents.export.jobs import run_fold_marks
-        from incidents.queue import enqueue
-
-        enqueue(run_fold_marks, incident.pk, queue="exports")
 
 
 def forget(incident: Incident) -> None:

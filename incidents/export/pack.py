@@ -80,7 +80,7 @@ def write_pack(
         out = HashedFile(directory / f"ledger.{fmt}")
         people = ledger.write_ledger(incident, out, fmt=fmt, pii=pii, on_progress=on_progress)
         entries.append(out.close(rows=people))
-        ledger_kept.fold_later(incident)  # the people it computed, kept for next time
+        ledger_kept.keep_later(incident, fmt=fmt, pii=pii)  # ready for the next export
 
     summary = report.build_summary(
         incident,
