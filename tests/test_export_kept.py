@@ -20,6 +20,7 @@ from incidents.export.services import export_to_directory
 from incidents.models import (
     AffectedPerson,
     ContactRecord,
+    Incident,
     LedgerCache,
     LedgerLine,
     LedgerMark,
@@ -262,3 +263,24 @@ def test_kept_lines_emptied_by_a_crash_restart_are_not_read_and_are_built_again(
     ledger_kept.keep(kept, fmt="csv")
     people = AffectedPerson.objects.filter(incident=kept).count()
     assert LedgerLine.objects.filter(incident=kept).count() == people
+
+
+def test_resolving_a_large_incident_keeps_its_csv_ledger_for_the_auditors(
+    kept, tmp_path, settings, support_sam, run_jobs
+):
+    from incidents import services
+
+    AffectedPerson.objects.filter(incident=kept).exclude(contact_status="contacted").update(
+        contact_status="waived", contact_note="Reached by phone"
+    )
+    Incident.objects.filter(pk=kept.pk).update(status="monitoring")
+
+    with run_jobs():
+        services.incident_transition(
+            incident=kept, to_status="resolved", by=Actor.for_user(support_sam)
+        )
+
+    people = AffectedPerson.objects.filter(incident=kept).count()
+    assert LedgerLine.objects.filter(incident=kept, fmt="csv").count() == people
+    first, live = _kept_and_live(kept, tmp_path, settings, "csv")  # the first export: kept
+    assert first == live

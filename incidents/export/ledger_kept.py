@@ -132,6 +132,20 @@ def keep_later(incident: Incident, *, fmt: str, pii: bool) -> None:
         enqueue(run_keep_ledger, incident.pk, fmt, queue="exports")
 
 
+def keep_when_resolved(incident: Incident) -> None:
+    """On resolution: have the CSV ledger kept before the auditors' first export of it.
+
+    Called in the resolving transaction; the job is queued when it commits.
+    """
+    if connection.vendor != "postgresql":
+        return
+    if AffectedPerson.objects.filter(incident=incident).count() >= settings.EXPORT_KEEP_MIN_PEOPLE:
+        from incidents.export.jobs import run_keep_ledger
+        from incidents.queue import enqueue
+
+        enqueue(run_keep_ledger, incident.pk, "csv", queue="exports")
+
+
 def fold(incident: Incident) -> int:
     """Recompute the marked people's kept lines, in every format; the people recomputed."""
     with _one_at_a_time(incident):

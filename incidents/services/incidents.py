@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from incidents import audit
 from incidents.actors import Actor
+from incidents.export import ledger_kept
 from incidents.models import Incident, ReferenceCounter, TimelineEntry
 from incidents.roles import ADMIN, ROLE_NAMES
 
@@ -139,6 +140,8 @@ def incident_transition(
         before={"status": previous},
         after={"status": to_status, "note": note},
     )
+    if to_status == Incident.Status.RESOLVED:
+        ledger_kept.keep_when_resolved(incident)
     return incident
 
 
