@@ -28,11 +28,15 @@ _MARKED_BY = (
     ),
 )
 
-def _trigger_sql(table: str, event: str, changed: str) -> str:
+def _function_sql(table: str, event: str, changed: str) -> str:
+    # No kept ledger anywhere (the usual case): nothing to join, nothing to mark.
     name = f"amends_ledger_mark_{table}_{event.lower()}"
     return f"""
 CREATE OR REPLACE FUNCTION {name}() RETURNS trigger AS $$
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM {CACHE}) THEN
+        RETURN NULL;
+    END IF;
     INSERT INTO {MARK} (incident_id, fmt, person_id)
     SELECT c.incident_id, c.fmt, x.person_id
     FROM ({changed}) AS x (incident_id, person_id)
@@ -40,9 +44,15 @@ BEGIN
     RETURN NULL;
 END;
 $$ LANGUAGE plpgsql;
+"""  # noqa: S608 (constants only)
+
+
+def _trigger_sql(table: str, event: str) -> str:
+    name = f"amends_ledger_mark_{table}_{event.lower()}"
+    return f"""
 CREATE TRIGGER {name} AFTER {event} ON {table}
     REFERENCING NEW TABLE AS n FOR EACH STATEMENT EXECUTE FUNCTION {name}();
-"""  # noqa: S608 (constants only)
+"""
 
 
 def forward(apps, schema_editor):
@@ -54,7 +64,8 @@ def forward(apps, schema_editor):
     schema_editor.execute("ALTER TABLE incidents_ledgerline SET UNLOGGED")
     for table, events, changed in _MARKED_BY:
         for event in events:
-            schema_editor.execute(_trigger_sql(table, event, changed))
+            schema_editor.execute(_function_sql(table, event, changed))
+            schema_editor.execute(_trigger_sql(table, event))
 
 
 def backward(apps, schema_editor):
