@@ -90,14 +90,16 @@ def ready(incident: Incident, *, fmt: str, parts: list[tuple[int, int]]) -> bool
     """Whether an export can read the kept lines now (built for this query and key, and
     not lost). With more marked people than MERGE_MAX, folds them first.
 
-    `parts` are the id ranges the export reads.
+    `parts` are the id ranges the export reads. Not under the incident's lock: a build
+    of another format may hold it for many seconds, and a fold running meanwhile is
+    one transaction, which the export's snapshot sees whole or not at all.
     """
-    with _one_at_a_time(incident):
-        if not _is_built(incident, fmt, parts):
-            return False
-        if LedgerMark.objects.filter(incident_id=incident.pk, fmt=fmt).count() > MERGE_MAX:
+    if not _is_built(incident, fmt, parts):
+        return False
+    if LedgerMark.objects.filter(incident_id=incident.pk, fmt=fmt).count() > MERGE_MAX:
+        with _one_at_a_time(incident):
             _fold_marks(incident, fmt)
-        return True
+    return True
 
 
 def keep(incident: Incident, *, fmt: str) -> int:
@@ -326,6 +328,7 @@ def write(out, incident: Incident, fmt: str, *, lo: int, hi: int, readers: int, 
     blocks = [(start, min(start + BLOCK_PEOPLE, hi)) for start in range(lo, hi, BLOCK_PEOPLE)]
     streams = [ledger._Stream(lo, hi, None) for _ in range(max(1, readers))]
     stop = threading.Event()
+    threads: list[threading.Thread] = []
     try:
         snapshot = streams[0].begin(None)
         for stream in streams[1:]:
@@ -336,7 +339,7 @@ def write(out, incident: Incident, fmt: str, *, lo: int, hi: int, readers: int, 
         turns = [_Turn(stream, blocks[i :: len(streams)]) for i, stream in enumerate(streams)]
         for person in marked:  # each reader computes the marked people of its own blocks
             turns[(person - lo) // BLOCK_PEOPLE % len(turns)].marked.append(person)
-        threads = [
+        threads += [
             threading.Thread(target=turn.read, args=(fmt, base, stop), daemon=True)
             for turn in turns
         ]
@@ -357,7 +360,9 @@ def write(out, incident: Incident, fmt: str, *, lo: int, hi: int, readers: int, 
             )
         return rows
     finally:
-        stop.set()
+        stop.set()  # readers still running (after an error) stop at their next block
+        for thread in threads:
+            thread.join(timeout=30)
         for stream in streams:
             stream.conn.close()
 
