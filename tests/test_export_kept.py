@@ -173,6 +173,19 @@ def test_what_changes_after_the_lines_are_kept_is_in_the_next_export(kept, tmp_p
     assert folded == live
 
 
+@pytest.mark.parametrize("whole_above", [0, 10**9])
+def test_a_fold_of_many_or_few_people_keeps_the_same_lines(
+    kept, tmp_path, settings, monkeypatch, whole_above
+):
+    ledger_kept.keep(kept, fmt="jsonl")
+    AffectedPerson.objects.filter(incident=kept).update(contact_note="changed, all of them")
+    monkeypatch.setattr(ledger_kept, "FOLD_WHOLE_ABOVE", whole_above)
+
+    assert ledger_kept.fold(kept) == AffectedPerson.objects.filter(incident=kept).count()
+    folded, live = _kept_and_live(kept, tmp_path, settings, "jsonl")
+    assert folded == live and live.count(b"changed, all of them") == len(live.splitlines())
+
+
 def test_with_too_many_marked_an_export_folds_first_and_reads_later_changes_live(
     kept, tmp_path, settings, monkeypatch
 ):

@@ -44,6 +44,8 @@ _ALL = {"lo": 0, "hi": 2**62}
 BLOCK_PEOPLE = 5_000
 # A fold recomputes this many marked people a statement (their ids are an array).
 FOLD_PEOPLE = 10_000
+# With more marked than this, a fold recomputes them all in one statement.
+FOLD_WHOLE_ABOVE = 100_000
 # An export computes up to this many marked people while it reads (in its streams);
 # with more, it folds them into the kept lines first.
 MERGE_MAX = 50_000
@@ -192,8 +194,14 @@ def _fold_marks(incident: Incident, fmt: str) -> int:
             [incident.pk, fmt],
         )
         marked = sorted({row[0] for row in cursor.fetchall()})
-        _set_up_for_few(cursor)
         statement = _upsert_sql(fmt, only="{id} = ANY(%(marked)s)")
+        if len(marked) > FOLD_WHOLE_ABOVE:
+            # Most people changed (a send while the ledger was kept): one statement with
+            # hash joins, as a build does, beats index lookups person by person.
+            ledger._set_up(cursor, scope="LOCAL")
+            cursor.execute(statement, _params(incident, fmt, marked=marked))
+            return len(marked)
+        _set_up_for_few(cursor)
         for start in range(0, len(marked), FOLD_PEOPLE):
             batch = marked[start : start + FOLD_PEOPLE]
             cursor.execute(statement, _params(incident, fmt, marked=batch))
