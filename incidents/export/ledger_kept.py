@@ -184,26 +184,34 @@ def _lines_lost(fmt: str, parts: list[tuple[int, int]]) -> bool:
 
 def _fold_marks(incident: Incident, fmt: str) -> int:
     with transaction.atomic(), connection.cursor() as cursor:
-        # The marked ids as arrays, not a subquery: the planner then knows how many
-        # people it joins (a subquery of marks, last analysed empty, looks like one row,
-        # and a nested loop over 10,000 marked people took minutes).
+        # The marks taken (deleted) into a table of this transaction, analysed, so the
+        # planner knows how many people it joins: a subquery of marks, last analysed
+        # empty, looked like one row, and a nested loop over 10,000 people took minutes.
         cursor.execute(
-            f"DELETE FROM {_MARK} WHERE incident_id = %s AND fmt = %s RETURNING person_id",  # noqa: S608
+            "CREATE TEMPORARY TABLE amends_folding ON COMMIT DROP AS"  # noqa: S608
+            f" WITH taken AS (DELETE FROM {_MARK} WHERE incident_id = %s AND fmt = %s"
+            " RETURNING person_id) SELECT DISTINCT person_id FROM taken",
             [incident.pk, fmt],
         )
-        marked = sorted({row[0] for row in cursor.fetchall()})
-        statement = _upsert_sql(fmt, only="{id} = ANY(%(marked)s)")
-        if len(marked) > FOLD_WHOLE_ABOVE:
+        folding = cursor.rowcount
+        if not folding:
+            return 0
+        cursor.execute("ANALYZE amends_folding")
+        if folding > FOLD_WHOLE_ABOVE:
             # Most people changed (a send while the ledger was kept): one statement with
             # hash joins, as a build does, beats index lookups person by person.
             ledger._set_up(cursor, scope="LOCAL")
-            cursor.execute(statement, _params(incident, fmt, marked=marked))
-            return len(marked)
+            only = "{id} IN (SELECT person_id FROM amends_folding)"
+            cursor.execute(_upsert_sql(fmt, only=only), _params(incident, fmt))
+            return folding
+        cursor.execute("SELECT person_id FROM amends_folding ORDER BY 1")
+        marked = [row[0] for row in cursor.fetchall()]
         _set_up_for_few(cursor)
+        statement = _upsert_sql(fmt, only="{id} = ANY(%(marked)s)")
         for start in range(0, len(marked), FOLD_PEOPLE):
             batch = marked[start : start + FOLD_PEOPLE]
             cursor.execute(statement, _params(incident, fmt, marked=batch))
-    return len(marked)
+    return folding
 
 
 def _set_up_for_few(cursor) -> None:
