@@ -382,9 +382,7 @@ class _Stream:
                 snapshot = cursor.fetchone()[0]
         return snapshot
 
-    def run(self, produce, on_row=None) -> None:
-        """`produce(cursor, lo, hi, write, counted)` writes the range; returns its rows."""
-
+    def run(self, statement: str, incident, on_row=None) -> None:
         def counted(rows: int) -> None:
             self.rows = rows
             if on_row is not None:
@@ -392,13 +390,15 @@ class _Stream:
 
         try:
             with self.conn.cursor() as cursor:
-                self.rows = produce(cursor, self.lo, self.hi, self.sink.write, counted)
+                self.rows = _copy_range(
+                    cursor, statement, incident, self.lo, self.hi, self.sink.write, counted
+                )
         except BaseException as exc:  # re-raised by the thread that waits for this one
             self.error = exc
 
 
-def _write_streams(out: HashedFile, parts, produce, on_progress) -> int:
-    """One stream per part, on connections of their own, all in one snapshot.
+def _write_streams(incident, out: HashedFile, statement: str, parts, on_progress) -> int:
+    """One COPY stream per part, on connections of their own, all in one snapshot.
 
     The first part goes straight to `out`; each later one, written meanwhile by a
     thread of its own, goes to a temporary file beside `out` and is appended in
@@ -418,13 +418,14 @@ def _write_streams(out: HashedFile, parts, produce, on_progress) -> int:
         for stream in streams[1:]:
             stream.begin(snapshot)
         threads = [
-            threading.Thread(target=stream.run, args=(produce,), daemon=True)
+            threading.Thread(target=stream.run, args=(statement, incident), daemon=True)
             for stream in streams[1:]
         ]
         for thread in threads:
             thread.start()
         streams[0].run(
-            produce,
+            statement,
+            incident,
             on_row=lambda: on_progress(sum(s.rows for s in streams), busy=True),
         )
         for thread in threads:
@@ -465,14 +466,10 @@ def _write_postgres(incident, out: HashedFile, *, pii: bool, fmt: str, on_progre
         )
     else:
         statement = copy_statement(pii=pii, fmt=fmt)
-
-        def produce(cursor, lo, hi, write, counted):
-            return _copy_range(cursor, statement, incident, lo, hi, write, counted)
-
         if len(parts) == 1:
             rows = _write_here(incident, out, statement, *parts[0], on_progress)
         else:
-            rows = _write_streams(out, parts, produce, on_progress)
+            rows = _write_streams(incident, out, statement, parts, on_progress)
     on_progress(rows, busy=False)
     return rows
 

@@ -116,8 +116,7 @@ def keep(incident: Incident, *, fmt: str) -> int:
         done = 0
         if not _is_built(incident, fmt, parts):
             done += _rebuild(incident, fmt, fingerprint(fmt), parts)
-        built = LedgerCache.objects.filter(incident=incident, built_at__isnull=False)
-        return done + sum(_fold_marks(incident, f) for f in built.values_list("fmt", flat=True))
+        return done + _fold_every_format(incident)
 
 
 def keep_later(incident: Incident, *, fmt: str, pii: bool) -> None:
@@ -128,10 +127,7 @@ def keep_later(incident: Incident, *, fmt: str, pii: bool) -> None:
     parts = ledger._parts(incident, people)
     marked = LedgerMark.objects.filter(incident_id=incident.pk).exists()
     if parts and (marked or not _is_built(incident, fmt, parts)):
-        from incidents.export.jobs import run_keep_ledger
-        from incidents.queue import enqueue
-
-        enqueue(run_keep_ledger, incident.pk, fmt, queue="exports")
+        _queue_keep(incident, fmt)
 
 
 def keep_when_resolved(incident: Incident) -> None:
@@ -142,17 +138,25 @@ def keep_when_resolved(incident: Incident) -> None:
     if connection.vendor != "postgresql":
         return
     if AffectedPerson.objects.filter(incident=incident).count() >= settings.EXPORT_KEEP_MIN_PEOPLE:
-        from incidents.export.jobs import run_keep_ledger
-        from incidents.queue import enqueue
+        _queue_keep(incident, "csv")
 
-        enqueue(run_keep_ledger, incident.pk, "csv", queue="exports")
+
+def _queue_keep(incident: Incident, fmt: str) -> None:
+    from incidents.export.jobs import run_keep_ledger  # the job calls back into this module
+    from incidents.queue import enqueue
+
+    enqueue(run_keep_ledger, incident.pk, fmt, queue="exports")
 
 
 def fold(incident: Incident) -> int:
     """Recompute the marked people's kept lines, in every format; the people recomputed."""
     with _one_at_a_time(incident):
-        built = LedgerCache.objects.filter(incident=incident, built_at__isnull=False)
-        return sum(_fold_marks(incident, fmt) for fmt in built.values_list("fmt", flat=True))
+        return _fold_every_format(incident)
+
+
+def _fold_every_format(incident: Incident) -> int:
+    built = LedgerCache.objects.filter(incident=incident, built_at__isnull=False)
+    return sum(_fold_marks(incident, fmt) for fmt in built.values_list("fmt", flat=True))
 
 
 def _is_built(incident: Incident, fmt: str, parts: list[tuple[int, int]]) -> bool:
